@@ -1,0 +1,145 @@
+"""Synapse lists (pre, post, weight) from the linear ops of a projection, vectorized with numpy.
+
+This module is deliberately self-contained (numpy only, ops given as plain ``(kind, params)``
+pairs): the writers embed its source verbatim in every exported script, so the package and
+the scripts expand kernels into synapses with the same code. Indices are flat C-order indices of
+the channels-last tensors, so a Flatten or Reshape maps neuron i to neuron i and needs no synapses.
+"""
+
+import numpy as np
+
+# (pre, post, weight): int64, int64, float32 arrays of equal length
+Synapses = tuple
+
+
+def _grid(*sizes):
+    """Broadcastable index arrays, one per axis, for a grid of the given sizes."""
+    return np.ix_(*[np.arange(n, dtype=np.int64) for n in sizes])
+
+
+def _out_size(size, pad, k, stride, dilation=1):
+    return (size + pad[0] + pad[1] - (k - 1) * dilation - 1) // stride + 1
+
+
+def conv2d(in_shape, kernel, strides=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1):
+    """Grouped strided dilated convolution; returns (synapses, output shape)."""
+    h, w, c = in_shape
+    kh, kw, cig, cout = kernel.shape
+    ho = _out_size(h, padding[0], kh, strides[0], dilation[0])
+    wo = _out_size(w, padding[1], kw, strides[1], dilation[1])
+    cog = cout // groups
+    oy, ox, ky, kx, ci, o = _grid(ho, wo, kh, kw, cig, cout)
+    iy = oy * strides[0] - padding[0][0] + ky * dilation[0]
+    ix = ox * strides[1] - padding[1][0] + kx * dilation[1]
+    full = (ho, wo, kh, kw, cig, cout)
+    valid = np.broadcast_to((iy >= 0) & (iy < h) & (ix >= 0) & (ix < w), full)
+    wgt = np.broadcast_to(kernel[ky, kx, ci, o], full)
+    keep = valid & (wgt != 0)
+    pre = np.broadcast_to((iy * w + ix) * c + (o // cog) * cig + ci, full)[keep]
+    post = np.broadcast_to((oy * wo + ox) * cout + o, full)[keep]
+    return (pre, post, wgt[keep].astype(np.float32)), (ho, wo, cout)
+
+
+def dense(in_shape, weight):
+    """Dense layer over the last axis; every other axis is a position with its own copy."""
+    fin, fout = weight.shape
+    positions = int(np.prod(in_shape[:-1], dtype=np.int64))
+    p, i, j = _grid(positions, fin, fout)
+    full = (positions, fin, fout)
+    wgt = np.broadcast_to(weight[i, j], full)
+    keep = wgt != 0
+    pre = np.broadcast_to(p * fin + i, full)[keep]
+    post = np.broadcast_to(p * fout + j, full)[keep]
+    return (pre, post, wgt[keep].astype(np.float32)), tuple(in_shape[:-1]) + (fout,)
+
+
+def avgpool(in_shape, pool, strides, padding=((0, 0), (0, 0))):
+    """Average pooling as a depthwise convolution whose weight is 1 / (real cells under the window)."""
+    h, w, c = in_shape
+    kernel = np.ones(tuple(pool) + (1, c), np.float32)
+    (pre, post, wgt), out_shape = conv2d(in_shape, kernel, strides, padding, (1, 1), c)
+    ho, wo, _ = out_shape
+    counts = np.bincount(post, minlength=ho * wo * c)  # real cells feeding each output
+    return (pre, post, (wgt / counts[post]).astype(np.float32)), out_shape
+
+
+def _one_to_one(n, post, weight):
+    pre = np.arange(n, dtype=np.int64)
+    return (pre, np.asarray(post, np.int64).reshape(-1), np.asarray(weight, np.float32).reshape(-1))
+
+
+def pad(in_shape, padding):
+    h, w, c = in_shape
+    (t, b), (l, r) = padding
+    y, x, ch = _grid(h, w, c)
+    post = ((y + t) * (w + l + r) + (x + l)) * c + ch
+    return _one_to_one(h * w * c, post, np.ones(h * w * c)), (h + t + b, w + l + r, c)
+
+
+def embed(in_shape, axis, offset, total):
+    out_shape = list(in_shape)
+    out_shape[axis] = total
+    idx = np.indices(in_shape).reshape(len(in_shape), -1)
+    idx[axis] += offset
+    post = np.ravel_multi_index(tuple(idx), tuple(out_shape))
+    n = int(np.prod(in_shape))
+    return _one_to_one(n, post, np.ones(n)), tuple(out_shape)
+
+
+def affine(in_shape, scale, offset=None):
+    n = int(np.prod(in_shape))
+    wgt = np.broadcast_to(scale, tuple(in_shape))
+    return _one_to_one(n, np.arange(n), wgt), tuple(in_shape)
+
+
+def scale(in_shape, factor):
+    n = int(np.prod(in_shape))
+    return _one_to_one(n, np.arange(n), np.full(n, factor)), tuple(in_shape)
+
+
+def reshape(in_shape, shape):
+    return None, tuple(shape)  # flat indices are unchanged: no synapses needed
+
+
+EXPANDERS = {"conv2d": conv2d, "dense": dense, "avgpool": avgpool, "pad": pad,
+             "embed": embed, "affine": affine, "scale": scale, "reshape": reshape}
+_IGNORED = ("bias",)  # constant terms live in the target population's bias, not in synapses
+
+
+def compose(first, second, n_mid, n_out):
+    """Synapses of ``second`` after ``first``: paths through the middle layer, summed per (pre, post)."""
+    pa, qa, wa = first
+    pb, qb, wb = second
+    order = np.argsort(pb, kind="stable")
+    pb, qb, wb = pb[order], qb[order], wb[order]
+    counts = np.bincount(pb, minlength=n_mid)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    reps = counts[qa]
+    total = int(reps.sum())
+    src = np.repeat(np.arange(len(pa)), reps)
+    within = np.arange(total) - np.repeat(np.cumsum(reps) - reps, reps)
+    idx = np.repeat(starts[qa], reps) + within
+    key = pa[src] * np.int64(n_out) + qb[idx]
+    uniq, inv = np.unique(key, return_inverse=True)
+    wgt = np.bincount(inv, weights=wa[src].astype(np.float64) * wb[idx], minlength=len(uniq))
+    keep = wgt != 0
+    return (uniq[keep] // n_out, uniq[keep] % n_out, wgt[keep].astype(np.float32))
+
+
+def expand(ops, in_shape):
+    """Synapses from a chain of ``(kind, params)`` linear ops applied to a tensor of ``in_shape``.
+
+    Returns ((pre, post, weight), out_shape); pre/post are flat channels-last indices.
+    """
+    shape = tuple(in_shape)
+    syn = None
+    for kind, params in ops:
+        args = {k: v for k, v in params.items() if k not in _IGNORED}
+        step, out_shape = EXPANDERS[kind](shape, **args)
+        if step is not None:
+            n_mid, n_out = int(np.prod(shape)), int(np.prod(out_shape))
+            syn = step if syn is None else compose(syn, step, n_mid, n_out)
+        shape = tuple(out_shape)
+    if syn is None:  # only reshapes: the identity
+        syn = scale(shape, 1.0)[0]
+    return syn, shape

@@ -1,0 +1,241 @@
+"""ANN graph → spiking network description, with the paper's weight normalization (§2.2.2).
+
+Every Activation of the ANN graph becomes a spiking population and every MaxPool a gate. The
+linear ops between them (conv, dense, pooling, padding, flatten, concatenation, addition,
+unfolded batch-norm) become projections: one per path from a source to a target, each a chain of
+ops without constant terms. The constant terms of all those ops together are the target's bias,
+found exactly by evaluating the linear part with all sources at zero.
+
+Normalization: population l gets λ_l, the p-th percentile of its nonzero ANN activations over
+the calibration data; a projection from s to t is multiplied by λ_s / λ_t and t's bias divided by
+λ_t, so that firing rates (spikes per step, at most 1) approximate activation / λ. Each projection
+carries its own factor, so branches that are concatenated or added need no shared λ.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+
+import numpy as np
+
+from .errors import SnnexportError
+from .graph import Graph, Node
+from .network import (Gate, InputSpec, Network, Neuron, Normalization, Population, Projection,
+                      Provenance, Settings)
+from .ops import Activation, Add, Affine, AvgPool, Concat, Conv2D, Dense, Embed, MaxPool, Op, Pad, Reshape, Scale
+from .simplify import simplify
+
+DEFAULT_PERCENTILE = 99.9
+_OUTPUT_ONLY = ("softmax", "linear")
+
+
+def convert(graph: Graph, calibration: np.ndarray | None = None, percentile: float = DEFAULT_PERCENTILE,
+            reset: str = "subtract", encoding: str = "analog", provenance: Provenance | None = None,
+            data_sha256: str = "", log=None) -> Network:
+    """The normalized spiking network for ``graph``; ``calibration`` is (N, *input_shape) float32 or None."""
+    if reset not in ("subtract", "zero"):
+        raise SnnexportError(f"reset must be 'subtract' or 'zero', not {reset!r}")
+    if not 0 < percentile <= 100:
+        raise SnnexportError(f"percentile must be in (0, 100], not {percentile}")
+    graph = _with_output_activation(simplify(graph))
+    structure = _Structure(graph)
+    if calibration is not None:
+        lambdas = _percentile_scales(graph, structure, calibration, percentile)
+        norm = Normalization("percentile", percentile, len(calibration), data_sha256)
+    else:
+        print("snnexport: warning: no calibration data: normalizing by a bound computed from the weights "
+              "(inputs assumed in [-1, 1]); firing rates will be low and accuracy may need many steps. "
+              "Pass --calibration for the paper's percentile normalization.", file=sys.stderr)
+        lambdas = _bound_scales(structure)
+        norm = Normalization("model-bound")
+    return structure.build(lambdas, reset, encoding, norm, provenance or Provenance())
+
+
+def _with_output_activation(graph: Graph) -> Graph:
+    """A model that ends in logits (no activation) gets an explicit linear output population."""
+    if isinstance(graph.node(graph.output).op, Activation):
+        return graph
+    if isinstance(graph.node(graph.output).op, MaxPool):
+        raise SnnexportError("the model ends in max-pooling; the output must be a layer with neurons")
+    name = graph.output + ":output"
+    nodes = graph.nodes + [Node(name, Activation("linear"), (graph.output,), graph.node(graph.output).keras_layer)]
+    return Graph(graph.input_name, graph.input_shape, nodes, name)
+
+
+class _Structure:
+    """Populations, gates and the un-normalized projections and biases of a simplified graph."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.by_name = {n.name: n for n in graph.nodes}
+        self.spiking = [n for n in graph.nodes if not n.op.linear]
+        names = {n.name for n in self.spiking}
+        self.paths: dict[str, list[tuple[str, list[Op]]]] = {}
+        self.bias: dict[str, np.ndarray] = {}
+        for n in self.spiking:
+            self._check(n, names)
+            if isinstance(n.op, Activation):
+                self.paths[n.name] = self._expand(n.inputs[0], names)
+                self.bias[n.name] = self._constant(n.inputs[0], names)
+        self.depth = self._depths()
+
+    def _check(self, n: Node, spiking: set[str]) -> None:
+        label = f"layer {n.keras_layer or n.name!r}"
+        if isinstance(n.op, MaxPool):
+            src = n.inputs[0]
+            if src == self.graph.input_name:
+                raise SnnexportError(f"{label}: max-pooling of the input image is not supported "
+                                     "(the spiking max-pool gates spikes, and the analog input has none)")
+            if src not in spiking:
+                raise SnnexportError(f"{label}: max-pooling of a linear (non-rectified) tensor is not supported")
+        elif n.op.function in _OUTPUT_ONLY and n.name != self.graph.output:
+            raise SnnexportError(f"{label}: a {n.op.function} activation is supported only as the output layer")
+
+    def _expand(self, name: str, spiking: set[str]) -> list[tuple[str, list[Op]]]:
+        """(source, chain of linear ops) for every path from a spiking node or the input to ``name``."""
+        if name == self.graph.input_name or name in spiking:
+            return [(name, [])]
+        node = self.by_name[name]
+        if isinstance(node.op, Concat):
+            shapes = [self.graph.shapes[i] for i in node.inputs]
+            axis, total = node.op.axis, self.graph.shapes[name][node.op.axis]
+            out, offset = [], 0
+            for i, s in zip(node.inputs, shapes):
+                out += [(src, chain + [Embed(axis, offset, total)]) for src, chain in self._expand(i, spiking)]
+                offset += s[axis]
+            return out
+        if isinstance(node.op, Add):
+            return [p for i in node.inputs for p in self._expand(i, spiking)]
+        return [(src, chain + [node.op.linear_part()]) for src, chain in self._expand(node.inputs[0], spiking)]
+
+    def _constant(self, name: str, spiking: set[str]) -> np.ndarray:
+        """The linear expression's value when every source is zero: the sum of all constant terms."""
+        memo: dict[str, np.ndarray] = {}
+
+        def value(n: str) -> np.ndarray:
+            if n not in memo:
+                if n == self.graph.input_name or n in spiking:
+                    memo[n] = np.zeros((1,) + self.graph.shapes[n], np.float32)
+                else:
+                    node = self.by_name[n]
+                    memo[n] = node.op.forward(*(value(i) for i in node.inputs)).astype(np.float32)
+            return memo[n]
+
+        return value(name)[0]
+
+    def _depths(self) -> dict[str, int]:
+        depth = {self.graph.input_name: 0}
+        for n in self.spiking:
+            if isinstance(n.op, MaxPool):
+                depth[n.name] = depth[n.inputs[0]]
+            else:
+                depth[n.name] = 1 + max(depth[src] for src, _ in self.paths[n.name])
+        return depth
+
+    def build(self, lambdas: dict[str, float], reset: str, encoding: str, norm: Normalization,
+              provenance: Provenance) -> Network:
+        g = self.graph
+        lam = dict(lambdas)
+        lam[g.input_name] = 1.0
+        nodes: list[Population | Gate] = []
+        projections: list[Projection] = []
+        for n in self.spiking:
+            shape = g.shapes[n.name]
+            if isinstance(n.op, MaxPool):
+                lam[n.name] = lam[n.inputs[0]]
+                nodes.append(Gate(n.name, n.inputs[0], shape, n.op.pool, n.op.strides, n.op.padding,
+                                  float(lam[n.name]), self.depth[n.name]))
+                continue
+            lt = float(lam[n.name])
+            nodes.append(Population(n.name, shape, (self.bias[n.name] / np.float32(lt)).astype(np.float32),
+                                    n.op.function, lt, self.depth[n.name], n.op.max_value))
+            for src, chain in self.paths[n.name]:
+                projections.append(Projection(src, n.name, _fold_chain(chain, float(lam[src]) / lt)))
+        return Network(InputSpec(g.input_name, tuple(g.input_shape), encoding), nodes, projections, g.output,
+                       Neuron(1.0, reset), Settings(), norm, provenance)
+
+
+# --- normalization scales ----------------------------------------------------------------------
+
+def _percentile_scales(graph: Graph, st: _Structure, x: np.ndarray, p: float) -> dict[str, float]:
+    """λ per population: the p-th percentile of its nonzero activations (pre-activation for the output)."""
+    pops = [n for n in st.spiking if isinstance(n.op, Activation)]
+    keep = {n.name: (n.inputs[0] if n.op.function in _OUTPUT_ONLY else n.name) for n in pops}
+    values: dict[str, list[np.ndarray]] = {k: [] for k in keep}
+    for start in range(0, len(x), 100):
+        acts = graph.run(x[start:start + 100], keep=set(keep.values()))
+        for name, src in keep.items():
+            a = acts[src].ravel()
+            if name != graph.output or graph.node(name).op.function not in _OUTPUT_ONLY:
+                a = np.abs(a)  # sign activations spike both ways; relu values are already >= 0
+            values[name].append(a[a > 0])
+    out = {}
+    for name, chunks in values.items():
+        v = np.concatenate(chunks)
+        if v.size == 0:
+            print(f"snnexport: warning: layer {name!r} is silent on the calibration data; λ = 1", file=sys.stderr)
+            out[name] = 1.0
+        else:
+            out[name] = float(np.percentile(v, p))
+    return out
+
+
+def _op_gain(op: Op) -> float:
+    """An upper bound on max |output| / max |input| (the operator ∞-norm)."""
+    if isinstance(op, Dense):
+        return float(np.abs(op.weight).sum(axis=0).max(initial=0.0))
+    if isinstance(op, Conv2D):
+        return float(np.abs(op.kernel).sum(axis=(0, 1, 2)).max(initial=0.0))
+    if isinstance(op, Affine):
+        return float(np.abs(op.scale).max(initial=0.0))
+    if isinstance(op, Scale):
+        return abs(op.factor)
+    return 1.0  # pooling averages, padding/reshape/embed move values
+
+
+def _bound_scales(st: _Structure) -> dict[str, float]:
+    """λ per population from the weights alone: the largest activation any input in [-1, 1] could cause."""
+    bound = {st.graph.input_name: 1.0}
+    for n in st.spiking:
+        if isinstance(n.op, MaxPool):
+            bound[n.name] = bound[n.inputs[0]]
+            continue
+        b = sum(bound[src] * float(np.prod([_op_gain(op) for op in chain])) for src, chain in st.paths[n.name])
+        b += float(np.abs(st.bias[n.name]).max(initial=0.0))
+        if n.op.function == "clip" and n.op.max_value is not None:
+            b = min(b, n.op.max_value)
+        bound[n.name] = b if b > 0 else 1.0
+    return {k: v for k, v in bound.items() if k != st.graph.input_name}
+
+
+def _fold_chain(chain: list[Op], factor: float) -> list[Op]:
+    """Simplify a projection's op chain exactly and multiply it by ``factor``."""
+    out: list[Op] = []
+    for op in chain:
+        prev = out[-1] if out else None
+        if isinstance(op, Reshape) and isinstance(prev, Reshape):
+            out[-1] = op
+        elif isinstance(op, Conv2D) and isinstance(prev, Pad):
+            (t, b), (l, r) = prev.padding
+            (t2, b2), (l2, r2) = op.padding
+            out[-1] = replace(op, padding=((t + t2, b + b2), (l + l2, r + r2)))
+        elif isinstance(op, Conv2D) and isinstance(prev, Affine) and op.groups == 1:
+            out[-1] = replace(op, kernel=(op.kernel * prev.scale[None, None, :, None]).astype(np.float32))
+        elif isinstance(op, Dense) and isinstance(prev, Affine):
+            out[-1] = replace(op, weight=(op.weight * prev.scale[:, None]).astype(np.float32))
+        else:
+            out.append(op)
+    if factor == 1.0:
+        return out
+    for i, op in enumerate(out):  # fold the factor into the first op that has weights
+        if isinstance(op, Conv2D):
+            out[i] = replace(op, kernel=(op.kernel * np.float32(factor)).astype(np.float32))
+            return out
+        if isinstance(op, Dense):
+            out[i] = replace(op, weight=(op.weight * np.float32(factor)).astype(np.float32))
+            return out
+        if isinstance(op, Affine):
+            out[i] = replace(op, scale=(op.scale * np.float32(factor)).astype(np.float32))
+            return out
+    return out + [Scale(float(factor))]

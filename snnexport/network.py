@@ -1,0 +1,252 @@
+"""The spiking network description: the contract between the converter, the writers and the simulators.
+
+Plain dataclasses. A network is an input, spiking populations and max-pool gates in topological
+order, and projections; each projection carries the chain of linear ops (from :mod:`snnexport.ops`)
+that maps its source's spikes (or the analog input) to input current of its target. The spiking
+semantics every consumer implements are written down in ``docs/semantics.md``.
+
+The file format (``.snn``) is a zip holding ``network.json`` and one ``.npy`` per array, written
+with fixed timestamps so that equal networks give byte-identical files; loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import connectivity
+from .errors import SnnexportError
+from .ops import OP_TYPES, Op, Shape
+
+FORMAT = "snnexport-network"
+FORMAT_VERSION = 1
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(eq=False)
+class InputSpec:
+    name: str
+    shape: Shape
+    encoding: str = "analog"  # analog: constant current W·x + b every step; poisson: spikes with p = x per step
+
+
+@dataclass(eq=False)
+class Population:
+    """Integrate-and-fire neurons, one per ANN activation of the layer ``name``."""
+    name: str
+    shape: Shape
+    bias: np.ndarray  # float32, ``shape``: constant input current every step (normalized)
+    activation: str  # the ANN nonlinearity it stands for: relu, clip, softmax, linear, sign, heaviside
+    scale: float  # λ: ANN activation ≈ scale × firing rate (spikes per step)
+    depth: int  # 1 for populations the input feeds; one more per population on the longest path
+    max_value: float | None = None  # the ANN's cap for 'clip' (in activation units)
+
+
+@dataclass(eq=False)
+class Gate:
+    """Spiking max-pooling: passes on only the spikes of the window's most active source neuron."""
+    name: str
+    source: str
+    shape: Shape
+    pool: tuple[int, int]
+    strides: tuple[int, int]
+    padding: tuple[tuple[int, int], tuple[int, int]]
+    scale: float
+    depth: int
+
+
+@dataclass(eq=False)
+class Projection:
+    source: str  # the input, a population or a gate
+    target: str  # a population
+    ops: list[Op]  # linear, without constant terms; normalization factors are folded in
+
+
+@dataclass(eq=False)
+class Neuron:
+    threshold: float = 1.0
+    reset: str = "subtract"  # or "zero"
+
+
+@dataclass(eq=False)
+class Settings:
+    """Defaults for simulating the network; every exported script exposes them as options."""
+    steps: int = 100
+    readout: str = "count"  # count (ties by membrane) | softmax (the paper's spiking softmax) | membrane
+    delay: str = "step"  # step: one step per population (every simulator) | zero: the paper's zero latency
+    clamp: int = 0  # d: population at depth l holds V = 0 for the first d·l steps
+    seed: int = 0
+
+
+@dataclass(eq=False)
+class Normalization:
+    method: str  # percentile | model-bound | none
+    percentile: float | None = None
+    samples: int = 0
+    data_sha256: str = ""
+
+
+@dataclass(eq=False)
+class Provenance:
+    model_file: str = ""
+    model_sha256: str = ""
+    keras_version: str = ""
+    snnexport_version: str = ""
+
+
+Node = Population | Gate
+
+
+@dataclass(eq=False)
+class Network:
+    input: InputSpec
+    nodes: list[Node]  # topological order
+    projections: list[Projection]
+    output: str
+    neuron: Neuron = field(default_factory=Neuron)
+    settings: Settings = field(default_factory=Settings)
+    normalization: Normalization = field(default_factory=lambda: Normalization("none"))
+    provenance: Provenance = field(default_factory=Provenance)
+    version: int = FORMAT_VERSION
+
+    # --- lookups -------------------------------------------------------------------------------
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    @property
+    def populations(self) -> list[Population]:
+        return [n for n in self.nodes if isinstance(n, Population)]
+
+    def shape_of(self, name: str) -> Shape:
+        return tuple(self.input.shape) if name == self.input.name else tuple(self.node(name).shape)
+
+    def size_of(self, name: str) -> int:
+        return int(np.prod(self.shape_of(name)))
+
+    def incoming(self, target: str) -> list[Projection]:
+        return [p for p in self.projections if p.target == target]
+
+    def synapses(self, projection: Projection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(pre, post, weight) of a projection, flat channels-last indices."""
+        ops = [(op.kind, op.params()) for op in projection.ops]
+        syn, _ = connectivity.expand(ops, self.shape_of(projection.source))
+        return syn
+
+    # --- files ---------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        Path(path).write_bytes(self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        arrays: list[np.ndarray] = []
+        doc = {"format": FORMAT, **_encode(self, arrays)}
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr(zipfile.ZipInfo("network.json", _ZIP_DATE),
+                       json.dumps(doc, indent=1, ensure_ascii=False, sort_keys=True).encode("utf-8"),
+                       zipfile.ZIP_DEFLATED)
+            for i, a in enumerate(arrays):
+                npy = io.BytesIO()
+                np.lib.format.write_array(npy, np.ascontiguousarray(a), allow_pickle=False)
+                z.writestr(zipfile.ZipInfo(f"arrays/{i}.npy", _ZIP_DATE), npy.getvalue(), zipfile.ZIP_DEFLATED)
+        return buf.getvalue()
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Network":
+        try:
+            with zipfile.ZipFile(path) as z:
+                doc = json.loads(z.read("network.json").decode("utf-8"))
+                if doc.get("format") != FORMAT:
+                    raise SnnexportError(f"{path}: not a snnexport network file")
+                if doc.get("version") != FORMAT_VERSION:
+                    raise SnnexportError(f"{path}: network file version {doc.get('version')} is not supported "
+                                         f"(this snnexport reads version {FORMAT_VERSION})")
+                arrays = {n: np.lib.format.read_array(io.BytesIO(z.read(n)), allow_pickle=False)
+                          for n in z.namelist() if n.startswith("arrays/")}
+        except SnnexportError:
+            raise
+        except (zipfile.BadZipFile, KeyError, ValueError, OSError, UnicodeDecodeError) as e:
+            raise SnnexportError(f"{path}: not a readable snnexport network file ({e})") from None
+        return _decode_network(doc, arrays)
+
+
+def is_network_file(path: str | Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "network.json" in z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+# --- JSON encoding: dataclasses become {"type": ..., fields}; arrays go to numbered .npy members ---
+
+_CLASSES = {c.__name__: c for c in (InputSpec, Population, Gate, Projection, Neuron, Settings,
+                                     Normalization, Provenance, Network)}
+
+
+def _encode(obj: Any, arrays: list[np.ndarray]) -> Any:
+    if isinstance(obj, np.ndarray):
+        arrays.append(obj)
+        return {"array": f"arrays/{len(arrays) - 1}.npy"}
+    if isinstance(obj, Op):
+        return {"op": obj.kind, **{k: _encode(v, arrays) for k, v in obj.params().items()}}
+    if dataclasses.is_dataclass(obj):
+        return {"type": type(obj).__name__,
+                **{f.name: _encode(getattr(obj, f.name), arrays) for f in dataclasses.fields(obj)}}
+    if isinstance(obj, (list, tuple)):
+        return [_encode(v, arrays) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    return obj
+
+
+def _decode(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(obj, list):
+        return tuple(_decode(v, arrays) for v in obj)
+    if not isinstance(obj, dict):
+        return obj
+    if "array" in obj:
+        return arrays[obj["array"]]
+    if "op" in obj:
+        cls = OP_TYPES[obj["op"]]
+        return cls(**{k: _decode(v, arrays) for k, v in obj.items() if k != "op"})
+    cls = _CLASSES[obj["type"]]
+    kwargs = {k: _decode(v, arrays) for k, v in obj.items() if k != "type"}
+    if cls is Network:
+        kwargs["nodes"] = list(kwargs["nodes"])
+        kwargs["projections"] = list(kwargs["projections"])
+        kwargs.pop("format", None)
+    if cls is Projection:
+        kwargs["ops"] = list(kwargs["ops"])
+    return cls(**kwargs)
+
+
+def _decode_network(doc: dict, arrays: dict[str, np.ndarray]) -> Network:
+    try:
+        net = _decode(doc, arrays)
+    except (KeyError, TypeError) as e:
+        raise SnnexportError(f"network file is damaged or from another version ({e})") from None
+    if not isinstance(net, Network):
+        raise SnnexportError("network file holds no network")
+    return net
+
+
+def networks_equal(a: Network, b: Network) -> bool:
+    """Exact equality, arrays bit for bit: what a round trip through a file must preserve."""
+    arrays_a: list[np.ndarray] = []
+    arrays_b: list[np.ndarray] = []
+    if _encode(a, arrays_a) != _encode(b, arrays_b) or len(arrays_a) != len(arrays_b):
+        return False
+    return all(x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y, equal_nan=True)
+               for x, y in zip(arrays_a, arrays_b))

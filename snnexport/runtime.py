@@ -1,0 +1,276 @@
+"""What every simulation of a converted network does the same way, whichever simulator runs it.
+
+Like :mod:`snnexport.connectivity`, this module is self-contained (numpy and the standard library
+only): the writers embed its source in every exported script, and the reference simulator imports
+it, so inputs, random draws, max-pool gating, readout and the results file (docs/semantics.md)
+exist once.
+"""
+
+import argparse
+import base64
+import hashlib
+import io
+import json
+import os
+import sys
+import zlib
+
+import numpy as np
+
+RESULTS_VERSION = 1
+
+
+# --- embedded and external data ------------------------------------------------------------------
+
+def pack_arrays(arrays):
+    """Arrays → (bytes of an uncompressed npz, sha256). Deterministic: fixed zip timestamps."""
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for key in sorted(arrays):
+            npy = io.BytesIO()
+            np.lib.format.write_array(npy, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+            z.writestr(zipfile.ZipInfo(key + ".npy", (1980, 1, 1, 0, 0, 0)), npy.getvalue())
+    raw = buf.getvalue()
+    return raw, hashlib.sha256(raw).hexdigest()
+
+
+def encode_blob(raw):
+    """npz bytes → base64 text of their zlib compression, in lines of 100 characters."""
+    text = base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
+    return "\n".join(text[i:i + 100] for i in range(0, len(text), 100))
+
+
+def _open_npz(raw, sha256, where):
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        sys.exit(f"error: {where} does not match this script (sha256 differs); export the network again")
+    with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def decode_blob(text, sha256):
+    """The arrays embedded in a script by :func:`encode_blob`, checked against their hash."""
+    raw = zlib.decompress(base64.b64decode("".join(text.split())))
+    return _open_npz(raw, sha256, "the embedded network data")
+
+
+def load_beside(script_file, filename, sha256):
+    """The arrays of ``filename`` next to the script (for networks too large to embed)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(script_file)), filename)
+    if not os.path.exists(path):
+        sys.exit(f"error: {filename} must lie beside this script ({path} is missing)")
+    with open(path, "rb") as f:
+        return _open_npz(f.read(), sha256, path)
+
+
+# --- command line and inputs ---------------------------------------------------------------------
+
+def parse_args(description, steps, seed, extra=None):
+    """The options every exported script takes."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--input", help="samples (.npy: one sample or a batch; .npz: 'x' and optional 'y'); "
+                                   "default: the samples bundled in this script")
+    p.add_argument("-n", "--limit", type=int, default=None, help="simulate only the first N samples")
+    p.add_argument("--steps", type=int, default=steps, help=f"time steps per sample (default {steps})")
+    p.add_argument("--seed", type=int, default=seed, help="seed for Poisson input and spiking softmax")
+    p.add_argument("--readout", choices=("count", "membrane", "softmax"), default=None,
+                   help="how the output is read (default: as exported)")
+    p.add_argument("--out", help="write the results (.npz, the same layout for every simulator)")
+    p.add_argument("--quiet", action="store_true", help="print only the summary")
+    for args, kwargs in (extra or []):
+        p.add_argument(*args, **kwargs)
+    return p.parse_args()
+
+
+def coerce_samples(x, shape, what="data", input_scale=None):
+    """(N, *shape) float32 from a batch or one sample; adds a missing channel axis or 1-D H=1 axis.
+
+    uint8 data are divided by 255 unless ``input_scale`` says otherwise. Raises ValueError.
+    """
+    x = np.asarray(x)
+    if x.dtype.kind not in "uif":
+        raise ValueError(f"{what} has dtype {x.dtype}; numbers are needed")
+    shape = tuple(shape)
+    candidates = [shape]
+    if shape[-1] == 1:
+        candidates.append(shape[:-1])  # grey images without their channel axis
+    if len(shape) == 3 and shape[0] == 1:
+        candidates.append(shape[1:])  # 1-D layers: Keras (L, C) is our (1, L, C)
+    if x.ndim > 0 and x.shape[0] == 0:
+        raise ValueError(f"{what} is empty")
+    for c in candidates:
+        if tuple(x.shape[1:]) == c:
+            x = x.reshape((x.shape[0],) + shape)
+            break
+        if tuple(x.shape) == c:
+            x = x.reshape((1,) + shape)
+            break
+    else:
+        raise ValueError(f"{what} has shape {tuple(x.shape)}; expected (N, {', '.join(map(str, shape))}) "
+                         f"or one sample of shape {shape}")
+    if input_scale is None:
+        input_scale = 1 / 255 if x.dtype == np.uint8 else 1.0
+    out = x.astype(np.float32) * np.float32(input_scale)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{what} holds NaN or infinite values")
+    return out
+
+
+def load_inputs(path, shape, default_x, default_y):
+    """Samples and labels (or -1) from --input, or the bundled ones."""
+    if path is None:
+        return default_x.astype(np.float32), default_y.astype(np.int64)
+    try:
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as z:
+                key = next((k for k in ("x", "x_test") if k in z.files), None)
+                if key is None:
+                    raise ValueError(f"{path} has no array 'x'")
+                x = z[key]
+                ykey = "y" if key == "x" else "y_test"
+                y = z[ykey] if ykey in z.files else None
+        else:
+            x, y = np.load(path, allow_pickle=False), None
+        x = coerce_samples(x, shape, path)
+    except (ValueError, OSError) as e:
+        sys.exit(f"error: {e}")
+    if y is None or np.asarray(y).reshape(-1).shape != (len(x),):
+        y = np.full(len(x), -1)
+    return x, np.asarray(y).reshape(-1).astype(np.int64)
+
+
+def poisson_input(x, seed, sample_index, steps):
+    """(T, *shape) 0/1 input spikes of one sample: spike where uniform draw < x (clipped to [0, 1])."""
+    r = np.random.default_rng([seed, sample_index]).random((steps,) + tuple(x.shape))
+    return (r < np.clip(x, 0, 1)).astype(np.float32)
+
+
+def softmax_draws(seed, sample_index, steps, classes):
+    """(T, classes) uniform draws of the spiking softmax readout."""
+    return np.random.default_rng([seed, sample_index, 1]).random((steps, classes))
+
+
+def softmax_spikes(v, draws):
+    """Spiking softmax: neuron i spikes where its draw is below softmax(v)_i. v: (..., classes)."""
+    e = np.exp(v - v.max(axis=-1, keepdims=True))
+    return (draws < e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def apply_synapses(synapses, values, n_out):
+    """Input current of the targets: sum of weight × source value over a (pre, post, weight) list."""
+    pre, post, w = synapses
+    return np.bincount(post, weights=values[pre].astype(np.float64) * w, minlength=n_out).astype(np.float32)
+
+
+# --- max-pool gating -------------------------------------------------------------------------------
+
+def gate_windows(in_shape, pool, strides, padding):
+    """(cells, pool_h * pool_w) flat source index of each window position of each output cell (-1: padding).
+
+    Output cells are in flat channels-last order; window positions in row-major (ky, kx) order, so
+    argmax's first-wins rule gives the documented tie-break.
+    """
+    h, w, c = in_shape
+    (pt, pb), (pl, pr) = padding
+    ho = (h + pt + pb - pool[0]) // strides[0] + 1
+    wo = (w + pl + pr - pool[1]) // strides[1] + 1
+    oy, ox, ch, ky, kx = np.ix_(np.arange(ho), np.arange(wo), np.arange(c), np.arange(pool[0]), np.arange(pool[1]))
+    iy = oy * strides[0] - pt + ky
+    ix = ox * strides[1] - pl + kx
+    idx = (iy * w + ix) * c + ch
+    valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    idx = np.where(valid, idx, -1)
+    return np.broadcast_to(idx, (ho, wo, c, pool[0], pool[1])).reshape(ho * wo * c, pool[0] * pool[1])
+
+
+def gate_pass(windows, counts, spikes):
+    """Spikes passed by a gate: per output cell, this step's spike of the window's most active neuron.
+
+    windows: from :func:`gate_windows`; counts (spike counts including this step) and spikes (this
+    step's spikes) are (n_source,) or (batch, n_source). Returns (cells,) or (batch, cells).
+    """
+    safe = np.where(windows >= 0, windows, 0)
+    c = np.where(windows >= 0, counts[..., safe], -np.inf)  # padding never wins
+    k = np.argmax(c, axis=-1)  # first maximum: the documented tie-break
+    winner = safe[np.arange(len(safe)), k]
+    return np.take_along_axis(spikes, winner, axis=-1)
+
+
+# --- readout and results ---------------------------------------------------------------------------
+
+def predict(counts, v):
+    """Class per sample: most output spikes, ties to the larger membrane potential, then the lower index."""
+    counts = np.asarray(counts, np.float64)
+    v = np.asarray(v, np.float64)
+    best = counts == counts.max(axis=-1, keepdims=True)
+    return np.argmax(np.where(best, v, -np.inf), axis=-1)
+
+
+def save_results(path, arrays, meta):
+    """Write the results file (layout in docs/semantics.md) atomically; meta is a JSON-able dict."""
+    arrays = dict(arrays, meta=np.array(json.dumps(dict(meta, results_version=RESULTS_VERSION), sort_keys=True)))
+    tmp = str(path) + ".part"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def load_results(path):
+    """The arrays of a results file, with meta decoded into a dict."""
+    with np.load(path, allow_pickle=False) as z:
+        out = {k: z[k] for k in z.files}
+    out["meta"] = json.loads(str(out["meta"])) if "meta" in out else {}
+    return out
+
+
+class Recorder:
+    """Collects one run's per-sample results and writes the shared results file."""
+
+    def __init__(self, population_names, gate_names, steps, classes):
+        self.population_names = list(population_names)
+        self.gate_names = list(gate_names)
+        self.steps = steps
+        self.classes = classes
+        self.rows = []
+
+    def add(self, counts, gate_counts, output_steps, output_v, spikes_per_step, prediction, label=-1):
+        """One sample: counts/gate_counts are lists of flat arrays in network order."""
+        self.rows.append((counts, gate_counts, np.asarray(output_steps), np.asarray(output_v, np.float32),
+                          np.asarray(spikes_per_step), int(prediction), int(label)))
+
+    def arrays(self):
+        rows = self.rows
+        out = {
+            "predictions": np.array([r[5] for r in rows], np.int64),
+            "labels": np.array([r[6] for r in rows], np.int64),
+            "output_steps": np.stack([r[2] for r in rows]).astype(np.int16),
+            "output_v": np.stack([r[3] for r in rows]).astype(np.float32),
+            "spikes_per_step": np.stack([r[4] for r in rows]).astype(np.int32),
+            "population_names": np.array(self.population_names, dtype=str),
+            "gate_names": np.array(self.gate_names, dtype=str),
+        }
+        out["output_counts"] = out["output_steps"].astype(np.int64).sum(axis=1)
+        for k in range(len(self.population_names)):
+            out[f"counts_{k}"] = np.stack([r[0][k] for r in rows]).astype(np.int32)
+        for k in range(len(self.gate_names)):
+            out[f"gate_counts_{k}"] = np.stack([r[1][k] for r in rows]).astype(np.int32)
+        return out
+
+    def save(self, path, meta):
+        save_results(path, self.arrays(), meta)
+
+    def summary(self, out=sys.stdout):
+        arrays = self.arrays()
+        n = len(self.rows)
+        labels = arrays["labels"]
+        known = labels >= 0
+        print(f"samples: {n}, steps: {self.steps}", file=out)
+        for k, name in enumerate(self.population_names):
+            c = arrays[f"counts_{k}"]
+            print(f"  {name!r}: {np.abs(c).sum() / max(n, 1):.1f} spikes per sample "
+                  f"({c.shape[1]} neurons)", file=out)
+        preds = arrays["predictions"]
+        print("predicted classes:", " ".join(map(str, preds[:20])) + (" ..." if n > 20 else ""), file=out)
+        if known.any():
+            acc = float((preds[known] == labels[known]).mean())
+            print(f"accuracy: {acc * 100:.2f} % on {int(known.sum())} labelled samples", file=out)

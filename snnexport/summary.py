@@ -1,0 +1,49 @@
+"""A human-readable summary of a network (``snnexport info``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .network import Gate, Network
+
+
+def synapse_counts(net: Network) -> dict[str, int]:
+    """Synapses into each population (the input's projections included), counted exactly."""
+    counts = {p.name: 0 for p in net.populations}
+    for proj in net.projections:
+        counts[proj.target] += len(net.synapses(proj)[0])
+    return counts
+
+
+def describe(net: Network) -> str:
+    syn = synapse_counts(net)
+    rows = [("layer", "kind", "shape", "neurons", "synapses in", "λ", "depth")]
+    for n in net.nodes:
+        size = int(np.prod(n.shape))
+        if isinstance(n, Gate):
+            rows.append((repr(n.name), f"max-pool gate on {n.source!r}", str(tuple(n.shape)), "-", "-",
+                         f"{n.scale:.4g}", str(n.depth)))
+        else:
+            rows.append((repr(n.name), f"{n.activation} IF", str(tuple(n.shape)), str(size), str(syn[n.name]),
+                         f"{n.scale:.4g}", str(n.depth)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    neurons = sum(int(np.prod(p.shape)) for p in net.populations)
+    synapses = sum(syn.values())
+    norm = net.normalization
+    how = (f"{norm.percentile:g}th percentile over {norm.samples} samples" if norm.method == "percentile"
+           else norm.method)
+    lines += [
+        "",
+        f"input: {net.input.name!r} {tuple(net.input.shape)}, {net.input.encoding}",
+        f"output: {net.output!r}, readout {net.settings.readout}, {net.settings.steps} steps",
+        f"neurons: {neurons}",
+        f"synapses: {synapses}",
+        # paper Eq. 9: sum over layers of (2 f_in + 1) n = 2 x synapses + neurons, with exact fan-ins
+        f"ANN operations per frame: {2 * synapses + neurons}",
+        f"neuron: threshold {net.neuron.threshold:g}, reset {net.neuron.reset}",
+        f"normalization: {how}",
+        f"source: {net.provenance.model_file!r} (sha256 {net.provenance.model_sha256[:16]}), "
+        f"Keras {net.provenance.keras_version}, snnexport {net.provenance.snnexport_version}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,94 @@
+"""What a writer is: a named renderer of a Network into files, with a capability table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..network import Network
+
+NATIVE, APPROXIMATED, REFUSED = "native", "approximated", "refused"
+
+# The features a writer declares, in the order `--capabilities` prints them.
+FEATURES = (
+    "reset_subtract", "reset_zero", "analog_input", "poisson_input", "bias", "delay_step",
+    "conv2d", "depthwise_conv", "dense", "avgpool", "padding", "concatenate", "add",
+    "maxpool_gate", "readout_count", "readout_membrane", "readout_softmax", "clamp", "negative_spikes",
+)
+
+
+@dataclass
+class WriteOptions:
+    output: Path | None = None  # where the main file goes; None: standard output
+    samples: np.ndarray | None = None  # bundled default inputs (N, *input_shape) float32
+    labels: np.ndarray | None = None  # their labels, or None
+    embed_limit: int = 8 * 2 ** 20  # compressed bytes of weights embedded in a script at most
+    extra: dict[str, object] = field(default_factory=dict)  # writer-specific options
+
+
+@dataclass
+class Rendered:
+    main: bytes
+    beside: dict[str, bytes] = field(default_factory=dict)  # file name → content, next to the main file
+
+
+class Writer:
+    """Subclasses set the class attributes and implement :meth:`render`."""
+    name: str = ""
+    summary: str = ""
+    suffix: str = ".py"
+    binary: bool = False  # binary output is never written to a terminal
+    capabilities: dict[str, tuple[str, str]] = {}  # feature → (native|approximated|refused, how)
+
+    def render(self, net: Network, options: WriteOptions) -> Rendered:
+        raise NotImplementedError
+
+    def check(self, net: Network) -> list[str]:
+        """Approximations this network needs from this writer (they go to the header and stderr).
+
+        Raises SnnexportError for a refused feature.
+        """
+        from ..errors import SnnexportError
+        notes = []
+        for feature in features_used(net):
+            status, how = self.capabilities.get(feature, (REFUSED, "not implemented"))
+            if status == REFUSED:
+                raise SnnexportError(f"the {self.name} writer cannot express {feature.replace('_', ' ')}: {how}")
+            if status == APPROXIMATED:
+                notes.append(f"{feature.replace('_', ' ')}: {how}")
+        return notes
+
+
+def features_used(net: Network) -> list[str]:
+    """The FEATURES a network needs, with its default settings."""
+    from ..network import Gate
+    from ..ops import Add, AvgPool, Conv2D, Dense, Embed, Pad
+    used = {f"reset_{net.neuron.reset}", f"{net.input.encoding}_input", "delay_step",
+            f"readout_{net.settings.readout}"}
+    if any(np.any(p.bias != 0) for p in net.populations):
+        used.add("bias")
+    if any(isinstance(n, Gate) for n in net.nodes):
+        used.add("maxpool_gate")
+    if net.settings.clamp:
+        used.add("clamp")
+    if any(p.activation == "sign" for p in net.populations):
+        used.add("negative_spikes")
+    targets: dict[str, int] = {}
+    for proj in net.projections:
+        targets[proj.target] = targets.get(proj.target, 0) + 1
+        for op in proj.ops:
+            if isinstance(op, Conv2D):
+                used.add("depthwise_conv" if op.groups > 1 else "conv2d")
+            if isinstance(op, Pad) or (isinstance(op, (Conv2D, AvgPool)) and op.padding != ((0, 0), (0, 0))):
+                used.add("padding")
+            if isinstance(op, Dense):
+                used.add("dense")
+            elif isinstance(op, AvgPool):
+                used.add("avgpool")
+            elif isinstance(op, Embed):
+                used.add("concatenate")
+    if any(n > 1 for n in targets.values()):
+        used.add("add")
+    return [f for f in FEATURES if f in used]

@@ -1,0 +1,32 @@
+"""Running an exported script as a user would, but proving it never imports snnexport."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from snnexport import runtime
+
+# Blocks `import snnexport` inside the script's process: an exported script must be self-contained.
+_LAUNCH = ("import sys, runpy; sys.modules['snnexport'] = None; sys.argv = sys.argv[1:]; "
+           "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def run_script(script: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-c", _LAUNCH, str(script), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=script.parent)
+    if proc.returncode != 0:
+        raise AssertionError(f"{script.name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def run_for_results(script: Path, inputs: np.ndarray, *args: str, timeout: float = 600) -> dict:
+    """Runs the script on ``inputs`` and returns its results file's arrays."""
+    inp = script.parent / (script.stem + "_inputs.npy")
+    out = script.parent / (script.stem + "_results.npz")
+    np.save(inp, inputs)
+    run_script(script, "--input", str(inp), "--out", str(out), "--quiet", *args, timeout=timeout)
+    return runtime.load_results(out)

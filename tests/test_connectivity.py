@@ -1,0 +1,69 @@
+"""connectivity.expand must give exactly the linear map that the ops' numpy forward computes."""
+
+import numpy as np
+import pytest
+
+from snnexport import connectivity, ops
+
+rng = np.random.default_rng(1)
+
+
+def _matrix(ops_chain, in_shape):
+    (pre, post, w), out_shape = connectivity.expand([(o.kind, o.params()) for o in ops_chain], in_shape)
+    m = np.zeros((int(np.prod(in_shape)), int(np.prod(out_shape))))
+    np.add.at(m, (pre, post), w)
+    return m, out_shape
+
+
+def _forward(ops_chain, x):
+    for o in ops_chain:
+        x = o.forward(x)
+    return x
+
+
+def _k(*shape):
+    return rng.normal(size=shape).astype(np.float32)
+
+
+CASES = {
+    "conv valid": ([ops.Conv2D(_k(3, 3, 2, 4))], (6, 7, 2)),
+    "conv even kernel, asymmetric padding, stride 2": ([ops.Conv2D(_k(4, 2, 3, 5), None, (2, 2), ((1, 2), (0, 1)))], (9, 8, 3)),
+    "conv dilated": ([ops.Conv2D(_k(3, 3, 2, 2), None, (1, 1), ((2, 2), (2, 2)), (2, 2))], (7, 7, 2)),
+    "grouped / depthwise": ([ops.Conv2D(_k(3, 3, 1, 6), None, (1, 2), ((1, 1), (1, 1)), (1, 1), 3)], (5, 6, 3)),
+    "conv1d as H=1": ([ops.Conv2D(_k(1, 3, 2, 3), None, (1, 2), ((0, 0), (2, 0)))], (1, 9, 2)),
+    "dense": ([ops.Dense(_k(12, 5))], (12,)),
+    "dense on last axis": ([ops.Dense(_k(3, 4))], (2, 5, 3)),
+    "avgpool same": ([ops.AvgPool((3, 3), (2, 2), ((1, 1), (0, 1)))], (6, 5, 2)),
+    "pad": ([ops.Pad(((0, 2), (1, 0)))], (3, 4, 2)),
+    "embed": ([ops.Embed(2, 1, 6)], (2, 3, 2)),
+    "affine": ([ops.Affine(_k(3))], (2, 2, 3)),
+    "scale": ([ops.Scale(0.7)], (5,)),
+    "flatten then dense": ([ops.Reshape((24,)), ops.Dense(_k(24, 3))], (2, 4, 3)),
+    "pad, conv, avgpool, flatten, dense": ([ops.Pad(((1, 0), (0, 1))), ops.Conv2D(_k(3, 3, 2, 3), None, (1, 1), ((1, 1), (1, 1))),
+                                            ops.AvgPool((2, 2), (2, 2)), ops.Reshape((27,)), ops.Dense(_k(27, 4))], (5, 5, 2)),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_synapses_compute_the_forward_pass(name):
+    chain, in_shape = CASES[name]
+    x = rng.normal(size=(3,) + in_shape).astype(np.float32)
+    y = _forward(chain, x)
+    m, out_shape = _matrix(chain, in_shape)
+    assert out_shape == y.shape[1:]
+    np.testing.assert_allclose(x.reshape(3, -1) @ m, y.reshape(3, -1), rtol=1e-4, atol=1e-5)
+
+
+def test_reshape_alone_is_the_identity():
+    (pre, post, w), shape = connectivity.expand([("reshape", {"shape": (12,)})], (2, 2, 3))
+    assert shape == (12,)
+    np.testing.assert_array_equal(pre, np.arange(12))
+    np.testing.assert_array_equal(post, np.arange(12))
+    np.testing.assert_array_equal(w, np.ones(12))
+
+
+def test_zero_weights_make_no_synapses():
+    k = np.zeros((3, 3, 1, 1), np.float32)
+    k[1, 1] = 2.0
+    (pre, post, w), _ = connectivity.expand([("conv2d", ops.Conv2D(k).params())], (4, 4, 1))
+    assert len(pre) == 4 and np.all(w == 2.0)
