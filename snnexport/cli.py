@@ -64,7 +64,8 @@ def _convert_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="snnexport", description="Convert a trained Keras CNN into a spiking network and export it "
         "for a simulator. Other commands: " + ", ".join(SUBCOMMANDS) + " (snnexport COMMAND --help).")
-    p.add_argument("model", help="Keras model (.h5 or .keras), or a network file (.snn) written by --to network")
+    p.add_argument("model", nargs="?",
+                   help="Keras model (.h5 or .keras), or a network file (.snn) written by --to network")
     add_conversion_options(p)
     p.add_argument("--to", default="network", metavar="WRITER",
                    help="what to write: a writer name (see `snnexport writers`); default: network")
@@ -140,6 +141,8 @@ def convert_command(argv: list[str]) -> int:
     if args.capabilities:
         print_capabilities(writer)
         return 0
+    if args.model is None:
+        raise SnnexportError("no model given (usage: snnexport MODEL [--calibration FILE] [--to WRITER] [-o OUT])")
     out = Path(args.output) if args.output else None
     if out is None and writer.binary and sys.stdout.isatty():
         raise SnnexportError(f"the {writer.name} writer writes a binary file: give -o FILE or redirect stdout")

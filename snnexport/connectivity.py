@@ -8,8 +8,8 @@ the channels-last tensors, so a Flatten or Reshape maps neuron i to neuron i and
 
 import numpy as np
 
-# (pre, post, weight): int64, int64, float32 arrays of equal length
-Synapses = tuple
+# A synapse list is a tuple (pre, post, weight) of int64, int64, float32 arrays of equal length.
+# (No alias name for it: the scripts embed this module, and a Brian2 script needs the name Synapses.)
 
 
 def _grid(*sizes):

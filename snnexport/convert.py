@@ -32,15 +32,21 @@ _OUTPUT_ONLY = ("softmax", "linear")
 
 def convert(graph: Graph, calibration: np.ndarray | None = None, percentile: float = DEFAULT_PERCENTILE,
             reset: str = "subtract", encoding: str = "analog", provenance: Provenance | None = None,
-            data_sha256: str = "", log=None) -> Network:
-    """The normalized spiking network for ``graph``; ``calibration`` is (N, *input_shape) float32 or None."""
+            data_sha256: str = "", normalize: bool = True) -> Network:
+    """The normalized spiking network for ``graph``; ``calibration`` is (N, *input_shape) float32 or None.
+
+    ``normalize=False`` keeps the ANN's weights (λ = 1 everywhere), for the paper's Figure 2 baseline.
+    """
     if reset not in ("subtract", "zero"):
         raise SnnexportError(f"reset must be 'subtract' or 'zero', not {reset!r}")
     if not 0 < percentile <= 100:
         raise SnnexportError(f"percentile must be in (0, 100], not {percentile}")
     graph = _with_output_activation(simplify(graph))
     structure = _Structure(graph)
-    if calibration is not None:
+    if not normalize:
+        lambdas = {n.name: 1.0 for n in structure.spiking}
+        norm = Normalization("none")
+    elif calibration is not None:
         lambdas = _percentile_scales(graph, structure, calibration, percentile)
         norm = Normalization("percentile", percentile, len(calibration), data_sha256)
     else:

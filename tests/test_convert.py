@@ -103,7 +103,8 @@ def test_normalized_network_is_the_ann_scaled_by_lambda(make):
     mine = ann_activations(net, x)
     for p in net.populations:
         if p.activation == "relu":
-            np.testing.assert_allclose(mine[p.name] * p.scale, ann[p.name], rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(mine[p.name].reshape(25, -1) * p.scale, ann[p.name].reshape(25, -1),
+                                       rtol=1e-4, atol=1e-5)
     assert np.array_equal(mine[net.output].reshape(25, -1).argmax(1), ann[g.output].reshape(25, -1).argmax(1))
 
 
