@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 from . import __version__
 from .errors import SnnexportError
@@ -125,7 +126,8 @@ def load_network(model: str, args: argparse.Namespace, quiet: bool = False):
         _progress(f"converting {path.name}", quiet)
         import keras
         prov = Provenance(path.name, _sha256_file(path), keras.__version__, __version__)
-        net = convert(graph, calib, args.percentile, args.reset, args.encoding, prov, sha)
+        net = convert(graph, calib, args.percentile, args.reset, args.encoding, prov, sha, consume=True)
+        del graph
     s = net.settings
     s.readout, s.steps, s.clamp = args.readout, args.steps, args.clamp
     if s.steps < 1:
@@ -150,7 +152,10 @@ def convert_command(argv: list[str]) -> int:
     samples, labels = _bundled_samples(args, net)
     rendered = writer.render(net, WriteOptions(out, samples, labels, int(args.embed_limit * 2 ** 20)))
     if out is None:
-        sys.stdout.buffer.write(rendered.main)
+        if callable(rendered.main):
+            rendered.main(sys.stdout.buffer)
+        else:
+            sys.stdout.buffer.write(rendered.main)
         sys.stdout.flush()
     else:
         files = {out: rendered.main, **{out.parent / name: data for name, data in rendered.beside.items()}}
@@ -176,7 +181,7 @@ def print_capabilities(writer) -> None:
         print(f"  {feature:18s} {status:13s} {how}")
 
 
-def write_atomically(files: dict[Path, bytes]) -> None:
+def write_atomically(files: dict[Path, bytes | Callable[[BinaryIO], None]]) -> None:
     """Write all files or none: each goes to a temporary file first, then all are renamed."""
     temps: list[tuple[str, Path]] = []
     try:
@@ -186,7 +191,10 @@ def write_atomically(files: dict[Path, bytes]) -> None:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
             temps.append((tmp, path))
             with os.fdopen(fd, "wb") as f:
-                f.write(content)
+                if callable(content):
+                    content(f)
+                else:
+                    f.write(content)
         for tmp, path in temps:
             os.replace(tmp, path)
         temps = []

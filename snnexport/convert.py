@@ -32,9 +32,11 @@ _OUTPUT_ONLY = ("softmax", "linear")
 
 def convert(graph: Graph, calibration: np.ndarray | None = None, percentile: float = DEFAULT_PERCENTILE,
             reset: str = "subtract", encoding: str = "analog", provenance: Provenance | None = None,
-            data_sha256: str = "", normalize: bool = True) -> Network:
+            data_sha256: str = "", normalize: bool = True, consume: bool = False) -> Network:
     """The normalized spiking network for ``graph``; ``calibration`` is (N, *input_shape) float32 or None.
 
+    ``consume=True`` lets the network take over the graph's weight arrays and scale them in place
+    (the graph is unusable afterwards): a model's weights are then held once, not twice.
     ``normalize=False`` keeps the ANN's weights (λ = 1 everywhere), for the paper's Figure 2 baseline.
     """
     if reset not in ("subtract", "zero"):
@@ -55,7 +57,7 @@ def convert(graph: Graph, calibration: np.ndarray | None = None, percentile: flo
               "Pass --calibration for the paper's percentile normalization.", file=sys.stderr)
         lambdas = _bound_scales(structure)
         norm = Normalization("model-bound")
-    return structure.build(lambdas, reset, encoding, norm, provenance or Provenance())
+    return structure.build(lambdas, reset, encoding, norm, provenance or Provenance(), consume)
 
 
 def _with_output_activation(graph: Graph) -> Graph:
@@ -116,19 +118,30 @@ class _Structure:
         return [(src, chain + [node.op.linear_part()]) for src, chain in self._expand(node.inputs[0], spiking)]
 
     def _constant(self, name: str, spiking: set[str]) -> np.ndarray:
-        """The linear expression's value when every source is zero: the sum of all constant terms."""
-        memo: dict[str, np.ndarray] = {}
+        """The linear expression's value when every source is zero: the sum of all constant terms.
 
-        def value(n: str) -> np.ndarray:
+        Zero tensors are tracked as None, so a convolution of zeros costs nothing (its value is
+        its bias): big models convert without running their convolutions.
+        """
+        memo: dict[str, np.ndarray | None] = {}
+
+        def value(n: str) -> np.ndarray | None:
             if n not in memo:
                 if n == self.graph.input_name or n in spiking:
-                    memo[n] = np.zeros((1,) + self.graph.shapes[n], np.float32)
+                    memo[n] = None
                 else:
                     node = self.by_name[n]
-                    memo[n] = node.op.forward(*(value(i) for i in node.inputs)).astype(np.float32)
+                    ins = [value(i) for i in node.inputs]
+                    if all(v is None for v in ins):
+                        memo[n] = _constant_term(node.op, self.graph.shapes[n])
+                    else:
+                        ins = [np.zeros((1,) + self.graph.shapes[i], np.float32) if v is None else v
+                               for i, v in zip(node.inputs, ins)]
+                        memo[n] = node.op.forward(*ins).astype(np.float32)
             return memo[n]
 
-        return value(name)[0]
+        v = value(name)
+        return np.zeros(self.graph.shapes[name], np.float32) if v is None else v[0]
 
     def _depths(self) -> dict[str, int]:
         depth = {self.graph.input_name: 0}
@@ -140,12 +153,21 @@ class _Structure:
         return depth
 
     def build(self, lambdas: dict[str, float], reset: str, encoding: str, norm: Normalization,
-              provenance: Provenance) -> Network:
+              provenance: Provenance, consume: bool) -> Network:
         g = self.graph
         lam = dict(lambdas)
         lam[g.input_name] = 1.0
         nodes: list[Population | Gate] = []
         projections: list[Projection] = []
+        # weight arrays that only one projection uses may be scaled in place when the graph is consumed
+        uses: dict[int, int] = {}
+        for chains in self.paths.values():
+            for _, chain in chains:
+                for op in chain:
+                    for v in op.params().values():
+                        if isinstance(v, np.ndarray):
+                            uses[id(v)] = uses.get(id(v), 0) + 1
+        own = {k for k, v in uses.items() if v == 1} if consume else set()
         for n in self.spiking:
             shape = g.shapes[n.name]
             if isinstance(n.op, MaxPool):
@@ -157,9 +179,18 @@ class _Structure:
             nodes.append(Population(n.name, shape, (self.bias[n.name] / np.float32(lt)).astype(np.float32),
                                     n.op.function, lt, self.depth[n.name], n.op.max_value))
             for src, chain in self.paths[n.name]:
-                projections.append(Projection(src, n.name, _fold_chain(chain, float(lam[src]) / lt)))
+                projections.append(Projection(src, n.name, _fold_chain(chain, float(lam[src]) / lt, own)))
         return Network(InputSpec(g.input_name, tuple(g.input_shape), encoding), nodes, projections, g.output,
                        Neuron(1.0, reset), Settings(), norm, provenance)
+
+
+def _constant_term(op: Op, shape: tuple[int, ...]) -> np.ndarray | None:
+    """op applied to zeros: its bias (or offset) everywhere, or None where it has none."""
+    const = getattr(op, "bias", None) if isinstance(op, (Conv2D, Dense)) else (
+        op.offset if isinstance(op, Affine) else None)
+    if const is None:
+        return None
+    return np.broadcast_to(const.astype(np.float32), (1,) + tuple(shape)).copy()
 
 
 # --- normalization scales ----------------------------------------------------------------------
@@ -215,8 +246,11 @@ def _bound_scales(st: _Structure) -> dict[str, float]:
     return {k: v for k, v in bound.items() if k != st.graph.input_name}
 
 
-def _fold_chain(chain: list[Op], factor: float) -> list[Op]:
-    """Simplify a projection's op chain exactly and multiply it by ``factor``."""
+def _fold_chain(chain: list[Op], factor: float, own: set[int]) -> list[Op]:
+    """Simplify a projection's op chain exactly and multiply it by ``factor``.
+
+    Arrays whose id is in ``own`` belong to this projection alone and are scaled in place.
+    """
     out: list[Op] = []
     for op in chain:
         prev = out[-1] if out else None
@@ -235,13 +269,14 @@ def _fold_chain(chain: list[Op], factor: float) -> list[Op]:
     if factor == 1.0:
         return out
     for i, op in enumerate(out):  # fold the factor into the first op that has weights
-        if isinstance(op, Conv2D):
-            out[i] = replace(op, kernel=(op.kernel * np.float32(factor)).astype(np.float32))
-            return out
-        if isinstance(op, Dense):
-            out[i] = replace(op, weight=(op.weight * np.float32(factor)).astype(np.float32))
-            return out
-        if isinstance(op, Affine):
-            out[i] = replace(op, scale=(op.scale * np.float32(factor)).astype(np.float32))
-            return out
+        field = {Conv2D: "kernel", Dense: "weight", Affine: "scale"}.get(type(op))
+        if field is None:
+            continue
+        w = getattr(op, field)
+        if id(w) in own and w.flags.writeable and w.dtype == np.float32:
+            w *= np.float32(factor)  # in place: nobody else reads this array, and memory matters
+        else:
+            w = (w * np.float32(factor)).astype(np.float32)
+        out[i] = replace(op, **{field: w})
+        return out
     return out + [Scale(float(factor))]

@@ -17,7 +17,7 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -144,21 +144,27 @@ class Network:
 
     # --- files ---------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        Path(path).write_bytes(self.to_bytes())
+        with open(path, "wb") as f:
+            self.write_to(f)
 
     def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        self.write_to(buf)
+        return buf.getvalue()
+
+    def write_to(self, f: BinaryIO) -> None:
+        """Stream the file: arrays go in uncompressed (weights hardly compress), one at a time."""
         arrays: list[np.ndarray] = []
         doc = {"format": FORMAT, **_encode(self, arrays)}
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
             z.writestr(zipfile.ZipInfo("network.json", _ZIP_DATE),
                        json.dumps(doc, indent=1, ensure_ascii=False, sort_keys=True).encode("utf-8"),
                        zipfile.ZIP_DEFLATED)
             for i, a in enumerate(arrays):
-                npy = io.BytesIO()
-                np.lib.format.write_array(npy, np.ascontiguousarray(a), allow_pickle=False)
-                z.writestr(zipfile.ZipInfo(f"arrays/{i}.npy", _ZIP_DATE), npy.getvalue(), zipfile.ZIP_DEFLATED)
-        return buf.getvalue()
+                info = zipfile.ZipInfo(f"arrays/{i}.npy", _ZIP_DATE)
+                info.file_size = a.nbytes + 256  # a hint, so that zip64 is chosen for huge arrays
+                with z.open(info, "w", force_zip64=a.nbytes > 2 ** 31 - 2 ** 20) as member:
+                    np.lib.format.write_array(member, np.ascontiguousarray(a), allow_pickle=False)
 
     @classmethod
     def load(cls, path: str | Path) -> "Network":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import numpy as np
 
@@ -30,7 +31,7 @@ class WriteOptions:
 
 @dataclass
 class Rendered:
-    main: bytes
+    main: bytes | Callable[[BinaryIO], None]  # the content, or a function that streams it into a file
     beside: dict[str, bytes] = field(default_factory=dict)  # file name → content, next to the main file
 
 

@@ -14,4 +14,4 @@ class NetworkWriter(Writer):
     capabilities = {f: (NATIVE, "stored as described") for f in FEATURES}
 
     def render(self, net: Network, options: WriteOptions) -> Rendered:
-        return Rendered(net.to_bytes())
+        return Rendered(net.write_to)  # streamed: a big model's weights are never copied into memory
