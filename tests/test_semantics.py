@@ -1,0 +1,324 @@
+"""docs/semantics.md pinned on hand-built networks small enough to work out on paper.
+
+Every network here is built from Network/Population/Projection objects directly, with weights
+and currents that are exact binary fractions, so that the expected spikes are exact too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from snnexport import runtime
+from snnexport.network import Gate, InputSpec, Network, Neuron, Population, Projection
+from snnexport.ops import Dense, Reshape
+from snnexport.simulator import simulate
+
+
+# --- building blocks -----------------------------------------------------------------------------
+
+def pop(name: str, shape: tuple[int, ...], depth: int, bias: float | list[float] = 0.0,
+        activation: str = "relu") -> Population:
+    b = np.asarray(bias, np.float32)
+    b = (np.full(shape, b, np.float32) if b.ndim == 0 else b.reshape(shape)).copy()
+    return Population(name, tuple(shape), b, activation, 1.0, depth)
+
+
+def dense(w: np.ndarray | list, out_shape: tuple[int, ...] | None = None, in_size: int | None = None) -> list:
+    """Ops for a projection: flatten (when in_size is given), dense w, reshape to out_shape."""
+    w = np.asarray(w, np.float32)
+    ops = [Reshape((in_size,))] if in_size is not None else []
+    ops.append(Dense(w))
+    if out_shape is not None:
+        ops.append(Reshape(tuple(out_shape)))
+    return ops
+
+
+def network(nodes: list, projections: list, output: str, input_shape: tuple[int, ...] = (1,),
+            encoding: str = "analog", reset: str = "subtract") -> Network:
+    return Network(InputSpec("x", tuple(input_shape), encoding), nodes, projections, output, Neuron(1.0, reset))
+
+
+def constant_current_net(z: list[float], reset: str = "subtract",
+                         via_input: bool = False) -> tuple[Network, np.ndarray]:
+    """One output population with constant current z_i: as a bias, or as analog input x through weight 1."""
+    n = len(z)
+    if via_input:
+        p = pop("out", (n,), 1, 0.0)
+        return network([p], [Projection("x", "out", dense(np.eye(n)))], "out", (n,), reset=reset), \
+            np.asarray([z], np.float32)
+    p = pop("out", (n,), 1, z)
+    return network([p], [Projection("x", "out", dense(np.zeros((1, n))))], "out", reset=reset), \
+        np.zeros((1, 1), np.float32)
+
+
+def identity_chain(depth: int, z: float = 1.0) -> tuple[Network, np.ndarray]:
+    """x → p1 → p2 → … → p<depth>, one neuron each, weight 1, input current z."""
+    nodes = [pop(f"p{k}", (1,), k) for k in range(1, depth + 1)]
+    projs = [Projection("x", "p1", dense([[1.0]]))]
+    projs += [Projection(f"p{k}", f"p{k + 1}", dense([[1.0]])) for k in range(1, depth)]
+    return network(nodes, projs, f"p{depth}"), np.full((1, 1), z, np.float32)
+
+
+# --- the neuron ----------------------------------------------------------------------------------
+
+EXACT = [0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0]
+
+
+@pytest.mark.parametrize("via_input", [False, True])
+def test_constant_input_spikes_floor_tz_times(via_input: bool) -> None:
+    """Reset by subtraction: after t steps of constant z ≤ 1, exactly floor(t·z) spikes (§2.2.3)."""
+    T = 64
+    net, x = constant_current_net(EXACT, via_input=via_input)
+    r = simulate(net, x, steps=T)
+    cumulative = np.cumsum(r["output_steps"][0], axis=0)  # (T, n)
+    t = np.arange(1, T + 1)[:, None]
+    np.testing.assert_array_equal(cumulative, np.floor(t * np.asarray(EXACT)[None, :]))
+    np.testing.assert_array_equal(r["counts_0"][0], np.floor(T * np.asarray(EXACT)))
+    # the residual stays in the membrane: V(T) = T·z − count
+    np.testing.assert_array_equal(r["output_v"][0], T * np.asarray(EXACT, np.float32) - r["counts_0"][0])
+
+
+def test_input_above_threshold_spikes_every_step_at_most_once() -> None:
+    T = 10
+    net, x = constant_current_net([1.5, 3.0])
+    r = simulate(net, x, steps=T)
+    np.testing.assert_array_equal(r["counts_0"][0], [T, T])  # r_max = 1 spike per step
+    np.testing.assert_array_equal(r["output_v"][0], [0.5 * T, 2.0 * T])  # the excess accumulates
+
+
+@pytest.mark.parametrize("z", [0.25, 0.3, 0.45, 0.6, 0.75, 1.0])
+def test_reset_to_zero_loses_the_residual(z: float) -> None:
+    """Reset to zero (Eq. 5a): a spike every ceil(1/z) steps, so the rate falls below z."""
+    T = 60
+    net, x = constant_current_net([z], reset="zero")
+    r = simulate(net, x, steps=T)
+    period = int(np.ceil(1 / np.float32(z)))
+    spikes = r["output_steps"][0, :, 0]
+    np.testing.assert_array_equal(np.nonzero(spikes)[0] + 1, np.arange(period, T + 1, period))
+    sub = simulate(constant_current_net([z])[0], x, steps=T)
+    assert r["counts_0"][0, 0] <= sub["counts_0"][0, 0]
+    if z in (0.75, 0.6, 0.45, 0.3):  # a strict loss wherever 1/z is not an integer
+        assert r["counts_0"][0, 0] < sub["counts_0"][0, 0]
+
+
+def test_clamp_discards_the_current_of_clamped_steps() -> None:
+    """Clamp d: a depth-l population holds V = 0 and is silent for t ≤ d·l; nothing accumulates."""
+    net, x = identity_chain(2, z=0.5)
+    r = simulate(net, x, steps=12, clamp=1)
+    sps = r["spikes_per_step"][0]  # (T, P)
+    # p1 (depth 1): clamped at t = 1; V(2) = 0.5, V(3) = 1 → first spike at 3, then every 2 steps
+    np.testing.assert_array_equal(np.nonzero(sps[:, 0])[0] + 1, [3, 5, 7, 9, 11])
+    # p2 (depth 2): clamped for t ≤ 2; p1's spike of step s arrives at s + 1 with weight 1
+    np.testing.assert_array_equal(np.nonzero(sps[:, 1])[0] + 1, [4, 6, 8, 10, 12])
+    r2 = simulate(net, x, steps=12, clamp=3)
+    np.testing.assert_array_equal(np.nonzero(r2["spikes_per_step"][0][:, 0])[0] + 1, [5, 7, 9, 11])
+    np.testing.assert_array_equal(np.nonzero(r2["spikes_per_step"][0][:, 1])[0] + 1, [8, 10, 12])
+
+
+# --- time and delays -------------------------------------------------------------------------------
+
+def test_one_step_delay_per_population() -> None:
+    depth = 6
+    net, x = identity_chain(depth, z=1.0)
+    T = 10
+    r = simulate(net, x, steps=T)
+    sps = r["spikes_per_step"][0]  # (T, P)
+    for k in range(depth):
+        first = int(np.nonzero(sps[:, k])[0][0]) + 1
+        assert first == k + 1, f"population at depth {k + 1} first spikes at step {first}"
+        assert r[f"counts_{k}"][0, 0] == T - k
+
+
+def test_zero_latency_mode_reaches_every_depth_in_the_same_step() -> None:
+    net, x = identity_chain(6, z=1.0)
+    r = simulate(net, x, steps=10, delay="zero")
+    sps = r["spikes_per_step"][0]
+    assert (sps == 1).all()  # every population spikes in every step, from step 1
+
+
+def test_analog_input_and_bias_add_without_delay() -> None:
+    p = pop("out", (1,), 1, 0.25)
+    net = network([p], [Projection("x", "out", dense([[1.0]]))], "out")
+    r = simulate(net, np.full((1, 1), 0.5, np.float32), steps=8)
+    np.testing.assert_array_equal(np.nonzero(r["output_steps"][0, :, 0])[0] + 1, [2, 3, 4, 6, 7, 8])
+
+
+# --- gates (spiking max-pooling) --------------------------------------------------------------------
+
+def tie_net(first: str) -> tuple[Network, np.ndarray]:
+    """Two cells with equal counts at even steps but different spikes there (see the test).
+
+    Cell a: current 0.5, spikes at steps 2, 4, 6, …; cell b: current 1 minus 0.5 from q (which
+    spikes every step, arriving one step late), spikes at 1, 3, 5, …. Counts tie after every even step.
+    """
+    a_first = first == "a"
+    q = pop("q", (1,), 1, 1.0)
+    p = pop("p", (1, 2, 1), 2, [0.5, 1.0] if a_first else [1.0, 0.5])
+    w = [[0.0, -0.5]] if a_first else [[-0.5, 0.0]]
+    g = Gate("g", "p", (1, 1, 1), (1, 2), (1, 2), ((0, 0), (0, 0)), 1.0, 2)
+    o = pop("o", (1,), 3, 0.0)
+    projs = [Projection("x", "q", dense([[0.0]])), Projection("q", "p", dense(w, (1, 2, 1))),
+             Projection("g", "o", dense([[1.0]], None, 1))]
+    return network([q, p, g, o], projs, "o"), np.zeros((1, 1), np.float32)
+
+
+def test_gate_tie_goes_to_the_first_cell_in_window_order() -> None:
+    T = 10
+    ra = simulate(tie_net("a")[0], tie_net("a")[1], steps=T)
+    rb = simulate(tie_net("b")[0], tie_net("b")[1], steps=T)
+    # the cells behave as designed
+    np.testing.assert_array_equal(ra["counts_1"][0], [5, 5])
+    # odd steps: b leads and passes its spike; even steps: tie → the first cell's spike of this step
+    assert ra["gate_counts_0"][0, 0] == T  # a first: a spikes at every even step
+    assert rb["gate_counts_0"][0, 0] == T // 2  # b first: b is silent at even steps
+
+
+def test_gate_passes_the_most_active_cell_only() -> None:
+    # four cells with currents 0.25, 0.75, 0.5, 0.125: the gate passes exactly the 0.75 cell's spikes
+    p = pop("p", (2, 2, 1), 1, [0.25, 0.75, 0.5, 0.125])
+    g = Gate("g", "p", (1, 1, 1), (2, 2), (2, 2), ((0, 0), (0, 0)), 1.0, 1)
+    o = pop("o", (1,), 2, 0.0)
+    net = network([p, g, o], [Projection("x", "p", dense(np.zeros((1, 4)), (2, 2, 1))),
+                              Projection("g", "o", dense([[1.0]], None, 1))], "o")
+    r = simulate(net, np.zeros((1, 1), np.float32), steps=40)
+    assert r["gate_counts_0"][0, 0] == 30  # floor(40 · 0.75)
+    np.testing.assert_array_equal(r["counts_0"][0], [10, 30, 20, 5])
+    assert r["counts_1"][0, 0] == 29  # one step later: the spike of step 40 has not arrived
+
+
+def test_padded_gate_cells_never_win() -> None:
+    """A sign cell with negative counts beats the padding, which would win if it counted 0."""
+    p = pop("p", (1, 1, 1), 1, -1.0, activation="sign")
+    g = Gate("g", "p", (1, 1, 1), (1, 2), (1, 1), ((0, 0), (1, 0)), 1.0, 1)  # window = [padding, cell]
+    o = pop("o", (1,), 2, 0.0)
+    net = network([p, g, o], [Projection("x", "p", dense([[0.0]], (1, 1, 1))),
+                              Projection("g", "o", dense([[1.0]], None, 1))], "o")
+    r = simulate(net, np.zeros((1, 1), np.float32), steps=7)
+    assert r["counts_0"][0, 0] == -7
+    assert r["gate_counts_0"][0, 0] == -7
+
+
+def test_gate_on_a_gate_uses_the_inner_gates_counts() -> None:
+    # p (1, 4, 1) → g1 pool (1, 2) → g2 pool (1, 2) → o: g2 picks the busier of g1's two outputs
+    p = pop("p", (1, 4, 1), 1, [0.25, 0.5, 0.75, 0.125])
+    g1 = Gate("g1", "p", (1, 2, 1), (1, 2), (1, 2), ((0, 0), (0, 0)), 1.0, 1)
+    g2 = Gate("g2", "g1", (1, 1, 1), (1, 2), (1, 2), ((0, 0), (0, 0)), 1.0, 1)
+    o = pop("o", (1,), 2, 0.0)
+    net = network([p, g1, g2, o], [Projection("x", "p", dense(np.zeros((1, 4)), (1, 4, 1))),
+                                    Projection("g2", "o", dense([[1.0]], None, 1))], "o")
+    r = simulate(net, np.zeros((1, 1), np.float32), steps=16)
+    np.testing.assert_array_equal(r["gate_counts_0"][0], [8, 12])
+    assert r["gate_counts_1"][0, 0] == 12
+
+
+# --- negative spikes -------------------------------------------------------------------------------
+
+def test_sign_population_emits_negative_spikes() -> None:
+    s = pop("s", (2,), 1, [-0.5, 0.5], activation="sign")
+    o = pop("o", (1,), 2, 0.0, activation="linear")
+    net = network([s, o], [Projection("x", "s", dense(np.zeros((1, 2)))),
+                           Projection("s", "o", dense([[1.0], [0.0]]))], "o")
+    T = 9
+    r = simulate(net, np.zeros((1, 1), np.float32), steps=T, readout="membrane")
+    # V: −0.5, −1 → −1 spike and V += θ → 0, …: −1 at every even step; +1 likewise for +0.5
+    np.testing.assert_array_equal(r["counts_0"][0], [-(T // 2), T // 2])
+    assert (r["spikes_per_step"][0, 1::2, 0] == 2).all()  # spikes per step count both signs
+    # the output integrates the −1 spikes one step later
+    assert r["output_v"][0, 0] == -((T - 1) // 2)
+
+
+def test_reset_to_zero_after_a_negative_spike() -> None:
+    s = pop("s", (1,), 1, -0.75, activation="sign")
+    net = network([s], [Projection("x", "s", dense([[0.0]]))], "s", reset="zero")
+    r = simulate(net, np.zeros((1, 1), np.float32), steps=8)
+    np.testing.assert_array_equal(np.nonzero(r["output_steps"][0, :, 0])[0] + 1, [2, 4, 6, 8])
+    assert (r["output_steps"][0, 1::2, 0] == -1).all()
+
+
+# --- readouts ---------------------------------------------------------------------------------------
+
+def test_count_readout_ties_go_to_the_larger_membrane_potential() -> None:
+    T = 4
+    # counts floor(4·0.5) = 2 = floor(4·0.625); V(T) 0 and 0.5 → class 1
+    net, x = constant_current_net([0.5, 0.625])
+    assert simulate(net, x, steps=T)["predictions"][0] == 1
+    net, x = constant_current_net([0.625, 0.5])
+    assert simulate(net, x, steps=T)["predictions"][0] == 0
+    net, x = constant_current_net([0.25, 0.5, 0.5])  # full tie of counts and V → the lower index
+    r = simulate(net, x, steps=T)
+    assert r["predictions"][0] == 1
+    assert r["output_counts"].dtype == np.int64 and r["predictions"].dtype == np.int64
+
+
+def test_membrane_readout_never_fires() -> None:
+    T = 16
+    net, x = constant_current_net([0.25, 0.75, 1.5, 0.5])
+    r = simulate(net, x, steps=T, readout="membrane")
+    assert not r["output_steps"].any() and not r["counts_0"].any()
+    np.testing.assert_array_equal(r["output_v"][0], T * np.asarray([0.25, 0.75, 1.5, 0.5], np.float32))
+    assert r["predictions"][0] == 2
+
+
+def test_membrane_readout_ties_go_to_the_lower_index() -> None:
+    net, x = constant_current_net([0.25, 0.75, 0.75])
+    assert simulate(net, x, steps=4, readout="membrane")["predictions"][0] == 1
+
+
+def test_spiking_softmax_readout_uses_the_documented_draws() -> None:
+    T, seed = 30, 7
+    z = np.asarray([0.0625, 0.125, 0.25], np.float32)
+    net, _ = constant_current_net(list(z))
+    x = np.zeros((3, 1), np.float32)
+    r = simulate(net, x, steps=T, readout="softmax", seed=seed)
+    v = np.arange(1, T + 1)[:, None] * z[None, :]  # V(t) = t·z, never reset
+    for i in range(3):  # each sample its own draws: default_rng([seed, i, 1])
+        expected = runtime.softmax_spikes(v, runtime.softmax_draws(seed, i, T, 3))
+        np.testing.assert_array_equal(r["output_steps"][i], expected)
+    np.testing.assert_array_equal(r["output_v"][0], T * z)
+    np.testing.assert_array_equal(r["predictions"], runtime.predict(r["output_counts"], r["output_v"]))
+    assert r["output_counts"].sum() > 0
+
+
+# --- input encodings, determinism ---------------------------------------------------------------------
+
+def test_poisson_input_uses_runtime_draws_without_delay() -> None:
+    """Weight-1 relays of Poisson input spike exactly when their input does, in the same step."""
+    T, seed, n = 25, 3, 5
+    p = pop("out", (n,), 1, 0.0)
+    net = network([p], [Projection("x", "out", dense(np.eye(n)))], "out", (n,), encoding="poisson")
+    x = np.random.default_rng(0).uniform(-0.2, 1.2, (7, n)).astype(np.float32)  # clipped to [0, 1]
+    r = simulate(net, x, steps=T, seed=seed, batch=3)  # sample indices run on across batches
+    for i in range(len(x)):
+        np.testing.assert_array_equal(r["output_steps"][i], runtime.poisson_input(x[i], seed, i, T))
+
+
+def test_results_are_deterministic_and_independent_of_batching() -> None:
+    rng = np.random.default_rng(5)
+    h = pop("h", (2, 4, 3), 1, rng.uniform(-0.1, 0.1, (2, 4, 3)))
+    g = Gate("g", "h", (1, 2, 3), (2, 2), (2, 2), ((0, 0), (0, 0)), 1.0, 1)
+    o = pop("o", (3,), 2, 0.0)
+    net = network([h, g, o], [Projection("x", "h", dense(rng.normal(0, 0.5, (6, 24)), (2, 4, 3))),
+                              Projection("g", "o", dense(rng.normal(0, 0.5, (6, 3)), None, 6))], "o", (6,))
+    x = rng.uniform(0, 1, (9, 6)).astype(np.float32)
+    first = simulate(net, x, steps=33)
+    for kwargs in ({}, {"batch": 2}, {"batch": 1}, {"batch": 9, "group": 9, "chunk_steps": 1},
+                   {"batch": 4, "group": 2, "chunk_steps": 33}):
+        again = simulate(net, x, steps=33, **kwargs)
+        assert first.keys() == again.keys()
+        for k in first:
+            np.testing.assert_array_equal(first[k], again[k], err_msg=f"{k} with {kwargs}")
+
+
+def test_results_have_the_documented_layout() -> None:
+    net, x = identity_chain(3)
+    x = np.repeat(x, 4, axis=0)
+    r = simulate(net, x, np.arange(4), steps=7)
+    layout = {"predictions": ((4,), np.int64), "output_counts": ((4, 1), np.int64),
+              "output_steps": ((4, 7, 1), np.int16), "output_v": ((4, 1), np.float32),
+              "spikes_per_step": ((4, 7, 3), np.int32), "labels": ((4,), np.int64),
+              "counts_0": ((4, 1), np.int32), "counts_2": ((4, 1), np.int32)}
+    for key, (shape, dtype) in layout.items():
+        assert r[key].shape == shape and r[key].dtype == dtype, key
+    assert list(r["population_names"]) == ["p1", "p2", "p3"] and r["gate_names"].shape == (0,)
+    np.testing.assert_array_equal(r["labels"], np.arange(4))
