@@ -256,14 +256,14 @@ def simulate_command(argv: list[str]) -> int:
     p.add_argument("--out", help="write the results file (.npz, the layout of the exported scripts)")
     add_conversion_options(p)
     args = p.parse_args(argv)
-    import numpy as np
     from . import data, runtime
     from .simulator import ann_activations, simulate
     net = load_network(args.model, args)
     x, y = data.load_samples(args.data, net.input.shape, "data", False, args.input_scale)
     if args.n is not None:
         x, y = x[: args.n], (y[: args.n] if y is not None else None)
-    ann_pred = ann_activations(net, x)[net.output].reshape(len(x), -1).argmax(axis=1)
+    ann = ann_activations(net, x)
+    ann_pred = ann[net.output].reshape(len(x), -1).argmax(axis=1)
     _progress(f"simulating {len(x)} samples for {net.settings.steps} steps", False)
     res = simulate(net, x, y, steps=net.settings.steps, batch=args.batch, delay=args.delay,
                    seed=args.seed, progress=True)
@@ -273,6 +273,12 @@ def simulate_command(argv: list[str]) -> int:
         print(f"ANN accuracy: {100 * float((ann_pred == y).mean()):.2f} %")
         print(f"SNN accuracy: {100 * float((snn_pred == y).mean()):.2f} %")
     print(f"SNN agrees with the ANN on {100 * float((snn_pred == ann_pred).mean()):.2f} % of samples")
+    from .compare import population_counts, rate_fit
+    print("firing rate (spikes/step) vs normalized ANN activation, per hidden population:")
+    for name, counts in population_counts(res).items():
+        if name != net.output:
+            fit = rate_fit(counts / net.settings.steps, ann[name])
+            print(f"  {name!r}: Pearson r {fit['pearson']:.4f}, slope {fit['slope']:.3f}, RMSE {fit['rmse']:.4f}")
     if args.out:
         runtime.save_results(args.out, res, {"simulator": "reference", "snnexport_version": __version__,
                                              "steps": net.settings.steps, "seed": args.seed,
