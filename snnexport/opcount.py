@@ -78,14 +78,15 @@ def projection_degrees(net: Network, proj: Projection) -> tuple[np.ndarray, np.n
 Degrees = list[tuple[np.ndarray, np.ndarray]]  # (fan-in, fan-out) per projection, in network order
 
 
-def _degrees(net: Network) -> Degrees:
+def all_degrees(net: Network) -> Degrees:
+    """Per projection, the exact (fan-in, fan-out) arrays; pass them on to avoid recounting."""
     return [projection_degrees(net, p) for p in net.projections]
 
 
 def fan_ins(net: Network, degrees: Degrees | None = None) -> dict[str, np.ndarray]:
     """Exact per-neuron fan-in (synapses into each neuron, flat) of every population."""
     out = {p.name: np.zeros(p.bias.size, np.int64) for p in net.populations}
-    for p, (fin, _) in zip(net.projections, degrees or _degrees(net)):
+    for p, (fin, _) in zip(net.projections, degrees or all_degrees(net)):
         out[p.target] += fin
     return out
 
@@ -99,7 +100,7 @@ def fanouts(net: Network, degrees: Degrees | None = None) -> dict[str, np.ndarra
     out = {net.input.name: np.zeros(net.size_of(net.input.name), np.int64)}
     for n in net.nodes:
         out[n.name] = np.zeros(net.size_of(n.name), np.int64)
-    for p, (_, fout) in zip(net.projections, degrees or _degrees(net)):
+    for p, (_, fout) in zip(net.projections, degrees or all_degrees(net)):
         out[p.source] += fout
     return out
 
@@ -137,7 +138,7 @@ def snn_ops(net: Network, results: dict[str, np.ndarray], x: np.ndarray | None =
     gates = [g for g in net.nodes if isinstance(g, Gate)]
     if gate_names != [g.name for g in gates]:
         raise SnnexportError("the results file's gates do not match this network")
-    degrees = _degrees(net)
+    degrees = all_degrees(net)
     fo = fanouts(net, degrees)
     sps = np.asarray(results["spikes_per_step"], np.float64)  # (N, T, P)
     n_samples, steps = sps.shape[0], sps.shape[1]

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import opcount
 from .network import Gate, Network
 
 
-def synapse_counts(net: Network) -> dict[str, int]:
-    """Synapses into each population (the input's projections included), counted exactly."""
-    counts = {p.name: 0 for p in net.populations}
-    for proj in net.projections:
-        counts[proj.target] += len(net.synapses(proj)[0])
-    return counts
-
-
 def describe(net: Network) -> str:
-    syn = synapse_counts(net)
+    degrees = opcount.all_degrees(net)  # exact fan-ins from the kernels, without listing synapses
+    syn = {name: int(f.sum()) for name, f in opcount.fan_ins(net, degrees).items()}
     rows = [("layer", "kind", "shape", "neurons", "synapses in", "λ", "depth")]
     for n in net.nodes:
         size = int(np.prod(n.shape))
@@ -39,8 +33,7 @@ def describe(net: Network) -> str:
         f"output: {net.output!r}, readout {net.settings.readout}, {net.settings.steps} steps",
         f"neurons: {neurons}",
         f"synapses: {synapses}",
-        # paper Eq. 9: sum over layers of (2 f_in + 1) n = 2 x synapses + neurons, with exact fan-ins
-        f"ANN operations per frame: {2 * synapses + neurons}",
+        f"ANN operations per frame (paper Eq. 9): {opcount.ann_ops(net, degrees)}",
         f"neuron: threshold {net.neuron.threshold:g}, reset {net.neuron.reset}",
         f"normalization: {how}",
         f"source: {net.provenance.model_file!r} (sha256 {net.provenance.model_sha256[:16]}), "

@@ -119,7 +119,8 @@ def test_bundled_model_converts_and_round_trips(tmp_path, capsys):
     assert again.read_bytes() == out.read_bytes()
     code, text, _ = run(["info", out], capsys)
     assert code == 0
-    assert "neurons: 11374" in text and "ANN operations per frame:" in text and "'pool1'" in text
+    assert "neurons: 11374" in text and "ANN operations per frame (paper Eq. 9): 2214974" in text
+    assert "'pool1'" in text
 
 
 def test_network_to_stdout_through_the_real_command(tmp_path):
