@@ -285,6 +285,36 @@ def build_hostile_names() -> keras.Model:
     return randomize(m, 14)
 
 
+def build_branches() -> keras.Model:
+    """Functional, convertible: Concatenate of two conv branches, a residual Add, a max-pool gate, concatenated flats."""
+    x = keras.Input((7, 7, 2), name="pixels")
+    left = L.Conv2D(3, 3, padding="same", activation="relu", name="left")(x)
+    right = L.Conv2D(2, 1, activation="relu", name="right")(x)
+    joined = L.Concatenate(name="joined")([left, right])
+    mixed = L.Conv2D(5, 3, padding="same", name="mixed")(joined)
+    summed = L.ReLU(name="summed")(L.Add(name="plus")([mixed, L.Conv2D(5, 1, name="skip")(joined)]))
+    pooled = L.MaxPooling2D(3, strides=2, name="pooled")(summed)
+    flat = L.Concatenate(name="flat_cat")([L.Flatten(name="f1")(pooled), L.Flatten(name="f2")(right)])
+    return randomize(keras.Model(x, L.Dense(4, name="logits")(flat), name="branches"), 31)
+
+
+def build_sequence() -> keras.Model:
+    """Conv1D, convertible: causal dilated → strided 'same' → MaxPool1D (stride ≠ pool) → AvgPool1D → dense."""
+    return randomize(keras.Sequential([
+        keras.Input((20, 3)),
+        L.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="relu", name="causal"),
+        L.Conv1D(6, 3, strides=2, padding="same", activation="relu", name="strided"),
+        L.MaxPooling1D(3, strides=2, name="mp"),
+        L.AveragePooling1D(2, padding="same", name="ap"),
+        L.Flatten(name="flat"),
+        L.Dense(3, activation="softmax", name="out"),
+    ], name="sequence"), 32)
+
+
+# Models every simulator writer is tested on: each converts into a spiking network (the zoo's
+# inception and conv1d max-pool a non-spiking tensor, which the converter refuses).
+SPIKING = ("lenet", "branches", "residual", "sequence", "depthwise", "zero_padding", "maxpool_stride", "avgpool")
+
 BUILDERS = {
     "lenet": build_lenet,
     "inception": build_inception,
@@ -300,4 +330,6 @@ BUILDERS = {
     "misc": build_misc,
     "nested": build_nested,
     "hostile_names": build_hostile_names,
+    "branches": build_branches,
+    "sequence": build_sequence,
 }

@@ -35,43 +35,13 @@ SAMPLES = 3
 AGREEMENT = 0.999  # the brief's bar; measured: 1.0
 
 
-# --- models: the zoo's, plus two functional ones whose zoo versions the reader refuses today ---------
-
-def _concat_and_add():
-    """Functional: two conv branches concatenated on channels, a residual Add, a concatenated flatten."""
-    import keras
-    from keras import layers as L
-    x = keras.Input((7, 7, 2), name="pixels")
-    left = L.Conv2D(3, 3, padding="same", activation="relu", name="left")(x)
-    right = L.Conv2D(2, 1, activation="relu", name="right")(x)
-    joined = L.Concatenate(name="joined")([left, right])
-    mixed = L.Conv2D(5, 3, padding="same", name="mixed")(joined)
-    summed = L.ReLU(name="summed")(L.Add(name="plus")([mixed, L.Conv2D(5, 1, name="skip")(joined)]))
-    pooled = L.MaxPooling2D(3, strides=2, name="pooled")(summed)
-    flat = L.Concatenate(name="flat_cat")([L.Flatten(name="f1")(pooled), L.Flatten(name="f2")(right)])
-    return model_zoo.randomize(keras.Model(x, L.Dense(4, name="logits")(flat), name="concat_add"), 31)
-
-
-def _conv1d():
-    """Conv1D (causal, dilated) → strided Conv1D → MaxPool1D (stride ≠ pool) → AvgPool1D → dense."""
-    import keras
-    from keras import layers as L
-    return model_zoo.randomize(keras.Sequential([
-        keras.Input((20, 3)),
-        L.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="relu", name="causal"),
-        L.Conv1D(6, 3, strides=2, padding="same", activation="relu", name="strided"),
-        L.MaxPooling1D(3, strides=2, name="mp"),
-        L.AveragePooling1D(2, padding="same", name="ap"),
-        L.Flatten(name="flat"),
-        L.Dense(3, activation="softmax", name="out"),
-    ], name="conv1d_b2"), 32)
-
+# --- models: the zoo's spiking-convertible ones ------------------------------------------------------
 
 MODELS = {
     "lenet": model_zoo.build_lenet,  # Sequential: conv, max-pool gates, flatten, dense
-    "concat_add": _concat_and_add,  # functional: Concatenate and Add
+    "concat_add": model_zoo.build_branches,  # functional: Concatenate and Add
     "residual": model_zoo.build_residual,  # functional: Add, global average pooling
-    "conv1d": _conv1d,
+    "conv1d": model_zoo.build_sequence,
     "depthwise": model_zoo.build_depthwise,
     "zero_padding": model_zoo.build_zero_padding,  # asymmetric padding
     "maxpool_stride": model_zoo.build_maxpool_stride,  # pool ≠ stride, 'same' pooling, a gate on a gate

@@ -38,41 +38,11 @@ AGREEMENT = 0.999
 
 # --- models ---------------------------------------------------------------------------------------
 
-def build_concat():
-    """Functional: two conv branches concatenated on channels → conv; a flatten concatenated with a pooled flatten → dense."""
-    import keras
-    from keras import layers as L
-    x = keras.Input((8, 8, 2), name="img")
-    a = L.Conv2D(3, 3, padding="same", activation="relu", name="branch_a")(x)
-    b = L.Conv2D(2, 1, activation="relu", name="branch_b")(x)
-    c = L.Concatenate(name="cat")([a, b])
-    d = L.Conv2D(4, 3, strides=2, activation="relu", name="after")(c)
-    pooled = L.Flatten(name="f2")(L.MaxPooling2D(2, name="mp")(a))
-    y = L.Dense(4, name="out")(L.Concatenate(name="cat_flat")([L.Flatten(name="f1")(d), pooled]))
-    return model_zoo.randomize(keras.Model(x, y, name="concat"), 21)
-
-
-def build_conv1d():
-    """Conv1D relu → strided 'same' Conv1D relu → MaxPool1D → AvgPool1D 'same' → flatten → dense."""
-    import keras
-    from keras import layers as L
-    m = keras.Sequential([
-        keras.Input((24, 2)),
-        L.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="relu", name="causal"),
-        L.Conv1D(6, 4, strides=2, padding="same", activation="relu", name="strided"),
-        L.MaxPooling1D(2, name="mp1"),
-        L.AveragePooling1D(3, strides=2, padding="same", name="ap1"),
-        L.Flatten(name="flat"),
-        L.Dense(3, name="out"),
-    ], name="conv1d_net")
-    return model_zoo.randomize(m, 4)
-
-
 MODELS = {
     "lenet": model_zoo.build_lenet,  # Sequential, conv, max-pool gates, dense
-    "concat": build_concat,  # functional with Concatenate (channels and flat)
+    "concat": model_zoo.build_branches,  # functional with Concatenate (channels and flat)
     "residual": model_zoo.build_residual,  # functional with Add, global average pooling
-    "conv1d": build_conv1d,
+    "conv1d": model_zoo.build_sequence,
     "depthwise": model_zoo.build_depthwise,
     "zero_padding": model_zoo.build_zero_padding,  # asymmetric padding
     "maxpool_stride": model_zoo.build_maxpool_stride,  # stride != pool, 'same' max-pooling

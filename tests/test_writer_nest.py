@@ -42,42 +42,11 @@ AGREEMENT = 0.999  # the brief's bar
 
 # --- models ------------------------------------------------------------------------------------------
 
-def branches_model():
-    """Functional: two branches concatenated on channels, an Add with a skip path, a max-pool gate."""
-    import keras
-    from keras import layers as L
-    x = keras.Input((8, 8, 2), name="img")
-    a = L.Conv2D(3, 3, padding="same", activation="relu", name="branch_a")(x)
-    b = L.Conv2D(2, 1, activation="relu", name="branch_b")(x)
-    cat = L.Concatenate(name="cat")([a, b])
-    main = L.Conv2D(4, 3, padding="same", name="main")(cat)
-    skip = L.Conv2D(4, 1, name="skip")(cat)
-    added = L.ReLU(name="added")(L.Add(name="sum")([main, skip]))
-    pooled = L.MaxPooling2D(2, name="pool")(added)
-    out = L.Dense(3, name="logits")(L.Flatten(name="flat")(pooled))
-    return model_zoo.randomize(keras.Model(x, out, name="branches"), 41)
-
-
-def sequence_model():
-    """Conv1D: causal dilated, strided 'same', MaxPool1D with stride ≠ pool, AvgPool1D, dense softmax."""
-    import keras
-    from keras import layers as L
-    return model_zoo.randomize(keras.Sequential([
-        keras.Input((18, 2)),
-        L.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="relu", name="causal"),
-        L.Conv1D(5, 3, strides=2, padding="same", activation="relu", name="strided"),
-        L.MaxPooling1D(3, strides=2, name="mp"),
-        L.AveragePooling1D(2, padding="same", name="ap"),
-        L.Flatten(name="flat"),
-        L.Dense(3, activation="softmax", name="out"),
-    ], name="sequence"), 42)
-
-
 MODELS = {
     "lenet": model_zoo.build_lenet,  # Sequential: conv, max-pool gates, flatten, dense, softmax
-    "branches": branches_model,  # Concatenate and Add
+    "branches": model_zoo.build_branches,  # Concatenate and Add
     "residual": model_zoo.build_residual,  # Add, global average pooling
-    "sequence": sequence_model,  # Conv1D, MaxPool1D stride ≠ pool
+    "sequence": model_zoo.build_sequence,  # Conv1D, MaxPool1D stride ≠ pool
     "depthwise": model_zoo.build_depthwise,
     "zero_padding": model_zoo.build_zero_padding,  # asymmetric padding, average pooling
     "maxpool_stride": model_zoo.build_maxpool_stride,  # stride ≠ pool, 'same' pooling, a gate on a gate

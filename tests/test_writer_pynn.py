@@ -63,7 +63,7 @@ def test_pynn_projections_give_the_same_spikes(networks, tmp_path):
     fast = run_for_results(script, x, "--steps", "30", "--readout", "membrane")
     portable = run_for_results(script, x, "--steps", "30", "--readout", "membrane", "--pynn-projections")
     assert identical_fraction(fast, portable)["all"] == 1.0
-    np.testing.assert_allclose(fast["output_v"], portable["output_v"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fast["output_v"], portable["output_v"], rtol=1e-5, atol=1e-6)  # float32 sums in another order
     assert_same_spikes(fast, reference(net, x, steps=30, readout="membrane"))
 
 
