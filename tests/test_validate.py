@@ -1,0 +1,235 @@
+"""The validation harness (`snnexport validate`) on a small model with the real simulators installed here.
+
+A simulator that is not installed is left out (skipped, never faked); one that is installed must
+produce a column with numbers. Failures of a simulator — an unknown name, a timeout, a script that
+exits with an error — must each become a column that says why, and the report must still be written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import model_zoo
+from snnexport import compare, validate, writers
+from snnexport.writers.base import Rendered, Writer
+
+STEPS = 20
+SAMPLES = 12
+EXPORTED = ("brian2", "pynn", "nest", "nengo")
+
+
+def _installed_exported() -> list[str]:
+    """Exported simulators runnable here: writer present and simulator installed."""
+    return [s for s in EXPORTED if s in writers.available() and not validate.missing_modules(s)]
+
+
+@pytest.fixture(scope="module")
+def lenet(tmp_path_factory):
+    """The zoo's small LeNet (12×12 input) as a .h5 file, and labelled samples for it."""
+    d = tmp_path_factory.mktemp("validate")
+    model = model_zoo.build_lenet()
+    path = d / "lenet.h5"
+    model.save(path)
+    x = model_zoo.sample_input(model, 40, seed=5)
+    y = model.predict(x, verbose=0).argmax(axis=1)
+    y[::5] = (y[::5] + 1) % 10  # some wrong labels: the ANN error is not zero
+    data = d / "data.npz"
+    np.savez(data, x=x, y=y)
+    return path, data
+
+
+def _validate(model, data, report, *extra: str) -> dict:
+    code = validate.validate_main([str(model), "--calibration", str(data), "--data", str(data), "-n", str(SAMPLES),
+                                   "--steps", str(STEPS), "--report", str(report), "--quiet", *extra])
+    assert code == 0
+    assert (report / "report.html").is_file() and (report / "report.json").is_file()
+    return json.loads((report / "report.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def full(lenet, tmp_path_factory):
+    """One validation run on the reference, every installed exported simulator and a bogus name."""
+    model, data = lenet
+    report_dir = tmp_path_factory.mktemp("full") / "rep"
+    sims = ["reference", *_installed_exported()]
+    report = _validate(model, data, report_dir, "--sim", ",".join(sims + ["bogus"]), "--jobs", "2")
+    return report, report_dir, sims
+
+
+def test_report_records_its_context(full):
+    report, _, _ = full
+    assert report["command"].startswith("snnexport validate ")
+    assert "--sim" in report["argv"]
+    for dist in ("snnexport", "numpy", "keras", "brian2", "nest-simulator", "pyNN", "nengo"):
+        assert dist in report["versions"]
+    assert report["settings"]["steps"] == STEPS and report["jobs"] == 2
+    assert report["ann"]["samples"] == SAMPLES and 0 <= report["ann"]["error_percent"] <= 100
+
+
+@pytest.mark.parametrize("sim", ["reference", *EXPORTED])
+def test_simulator_column_has_the_numbers(full, sim):
+    report, report_dir, sims = full
+    if sim not in sims:
+        pytest.skip(f"{sim} is not installed here (or its writer is missing)")
+    e = report["simulators"][sim]
+    assert e["status"] == "ok", e["message"]
+    assert e["samples"] == SAMPLES
+    assert 0 <= e["error_percent"] <= 100 and 0 <= e["agreement_with_ann"] <= 1
+    assert math.isfinite(e["error_difference_pp"])
+    assert len(e["error_vs_steps"]) == STEPS
+    assert e["snn_ops_per_sample"] > 0 and len(e["ops_vs_steps"]) == STEPS  # opcount, from this results file
+    assert e["ops_vs_steps"][-1] == pytest.approx(e["snn_ops_per_sample"])
+    assert report["ann"]["ops_per_sample"] > 0
+    for name in (n["name"] for n in report["network"]["nodes"] if n["kind"] == "population"):
+        fit = e["layers"][name]
+        assert -1 <= fit["pearson"] <= 1 and math.isfinite(fit["slope"]) and fit["rmse"] >= 0
+    if sim != "reference":
+        assert (report_dir / e["script"]).is_file()
+        assert e["version"]
+
+
+def test_pairs_and_targets(full):
+    report, _, sims = full
+    pops = [n["name"] for n in report["network"]["nodes"] if n["kind"] == "population"]
+    assert len(report["pairs"]) == len(sims) * (len(sims) - 1) // 2
+    for p in report["pairs"]:
+        assert 0 <= p["identical_fraction"]["all"] <= 1 and set(pops) <= set(p["identical_fraction"])
+        assert -1 <= p["rate_pearson"] <= 1 and 0 <= p["prediction_agreement"] <= 1
+    kinds = {t["target"] for t in report["targets"]}
+    assert {"SNN error − ANN error", "per-layer Pearson r (lowest layer)"} <= kinds
+    if len(sims) > 1:
+        assert "identical spike counts" in kinds
+    for t in report["targets"]:
+        assert isinstance(t["pass"], bool) and math.isfinite(t["margin"])
+    assert report["summary"]["targets"] == len(report["targets"])
+
+
+def test_an_unknown_simulator_is_a_column_and_the_page_is_complete(full):
+    report, report_dir, _ = full
+    assert report["simulators"]["bogus"]["status"] == "unknown"
+    assert "bogus" in report["simulators"]["bogus"]["message"]
+    page = (report_dir / "report.html").read_text(encoding="utf-8")
+    assert "unknown simulator &#x27;bogus&#x27;" in page
+    assert page.count("data:image/png;base64,") >= 3  # scatter, error vs steps, agreement
+    assert "<script" not in page  # self-contained and inert
+    assert not list(report_dir.glob("results/*.npz"))  # removed without --keep-results
+
+
+def test_a_timed_out_script_becomes_a_column(lenet, tmp_path):
+    model, data = lenet
+    sims = _installed_exported()
+    if not sims:
+        pytest.skip("no exported simulator is installed")
+    report = _validate(model, data, tmp_path / "rep", "--sim", f"reference,{sims[0]}", "--timeout", "0.2")
+    e = report["simulators"][sims[0]]
+    assert e["status"] == "timeout" and "0.2 s" in e["message"]
+    assert report["simulators"]["reference"]["status"] == "ok"
+    assert report["simulators"]["reference"]["layers"]
+
+
+class BrokenWriter(Writer):
+    """A writer whose script dies with a message on stderr, as a simulator crash would."""
+    name = "broken"
+    summary = "a script that fails"
+
+    def check(self, net):
+        return ["everything (on purpose)"]
+
+    def render(self, net, options):
+        return Rendered(b"import sys\nprint('starting', flush=True)\n"
+                        b"sys.stderr.write('simulator exploded: <boom> & more\\n')\nsys.exit(3)\n")
+
+
+def test_a_failing_script_becomes_a_column_with_its_stderr(lenet, tmp_path, monkeypatch):
+    monkeypatch.setitem(writers.BUILTIN, "broken", f"{__name__}:BrokenWriter")
+    model, data = lenet
+    report = _validate(model, data, tmp_path / "rep", "--sim", "reference,broken", "--keep-results")
+    e = report["simulators"]["broken"]
+    assert e["status"] == "failed"
+    assert "exit status 3" in e["message"] and "simulator exploded" in e["message"]
+    assert e["notes"] == ["everything (on purpose)"]  # the writer's approximations are kept
+    page = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
+    assert "simulator exploded: &lt;boom&gt; &amp; more" in page
+    assert report["simulators"]["reference"]["status"] == "ok"
+    assert (tmp_path / "rep" / "results" / "reference.npz").is_file()  # --keep-results
+    assert report["summary"]["simulators_not_ok"] == {"broken": "failed"}
+    # --strict turns a failed simulator into a non-zero exit
+    assert validate.validate_main([str(model), "--calibration", str(data), "--data", str(data), "-n", "4",
+                                   "--steps", "5", "--sim", "broken", "--report", str(tmp_path / "r2"),
+                                   "--quiet", "--strict"]) == 2
+
+
+def test_names_are_escaped_in_the_page(tmp_path):
+    import keras
+    from keras import layers as L
+    names = ("<img src=x onerror=alert(1)>", "a&b $x$ \"q\"")
+    model = keras.Sequential([keras.Input((6, 6, 1)), L.Conv2D(2, 3, activation="relu", name=names[0]),
+                              L.Flatten(name="flat"), L.Dense(3, activation="softmax", name=names[1])])
+    model_zoo.randomize(model, 4)
+    model.save(tmp_path / "m.keras")
+    x = model_zoo.sample_input(model, 8)
+    np.save(tmp_path / "x.npy", x)
+    code = validate.validate_main([str(tmp_path / "m.keras"), "--calibration", str(tmp_path / "x.npy"), "--data",
+                                   str(tmp_path / "x.npy"), "--steps", "10", "--sim", "reference",
+                                   "--title", "<b>title</b>", "--report", str(tmp_path / "rep"), "--quiet"])
+    assert code == 0
+    page = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "a&amp;b $x$ &quot;q&quot;" in page
+    assert "&lt;b&gt;title&lt;/b&gt;" in page and "<b>title" not in page
+    report = json.loads((tmp_path / "rep" / "report.json").read_text(encoding="utf-8"))
+    assert set(names) <= set(report["simulators"]["reference"]["layers"])  # JSON keeps the real names
+    assert "error_percent" not in report["ann"]  # no labels: no error, but agreement still measured
+    assert report["simulators"]["reference"]["agreement_with_ann"] is not None
+
+
+def test_rate_stats_match_compare_rate_fit():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 1, (300, 50))
+    r = np.clip(a + rng.normal(0, 0.05, a.shape), 0, 1).round(2)
+    st = validate.RateStats()
+    for s in range(0, 300, 37):  # uneven chunks
+        st.add(r[s:s + 37], a[s:s + 37])
+    got, want = st.result(), compare.rate_fit(r, a)
+    for k in want:
+        assert got[k] == pytest.approx(want[k], rel=1e-9, abs=1e-12)
+    # constant data follows rate_fit's rule: r = 1 when equal, 0 otherwise
+    for rr, aa in ((np.zeros(10), np.zeros(10)), (np.ones(10), np.zeros(10))):
+        st = validate.RateStats()
+        st.add(rr, aa)
+        assert st.result()["pearson"] == compare.rate_fit(rr, aa)["pearson"]
+
+
+def test_error_curve_uses_cumulative_counts_with_ties_to_the_lower_index():
+    steps = np.zeros((2, 3, 3), np.int16)
+    steps[0, 0, 2] = 1  # sample 0: class 2 from step 1
+    steps[1, 1, 1] = 1  # sample 1: class 0 (a tie of zeros) at step 1, then class 1
+    steps[1, 2, 2] = 1  # step 3: a tie of 1 and 2 goes to 1
+    np.testing.assert_array_equal(validate.cumulative_predictions(steps), [[2, 2, 2], [0, 1, 1]])
+    np.testing.assert_allclose(validate.error_curve(steps, np.array([2, 1])), [50.0, 0.0, 0.0])
+    assert np.isnan(validate.error_curve(steps, np.array([-1, -1]))).all()
+
+
+def test_bad_options_are_one_line_errors(lenet, tmp_path, capsys):
+    from snnexport.cli import main
+    model, data = lenet
+    assert main(["validate", str(model), "--data", str(data), "-n", "0", "--report", str(tmp_path)]) == 1
+    assert "-n must be at least 1" in capsys.readouterr().err
+    assert main(["validate", str(model), "--data", str(tmp_path / "nope.npz"), "--report", str(tmp_path)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_reuse_results_skips_a_run_of_the_same_network_and_samples(lenet, tmp_path):
+    model, data = lenet
+    args = ["--sim", "reference", "--reuse-results"]
+    first = _validate(model, data, tmp_path / "rep", *args)
+    assert not first["simulators"]["reference"]["meta"].get("reused")
+    again = _validate(model, data, tmp_path / "rep", *args)
+    assert again["simulators"]["reference"]["meta"]["reused"] is True
+    assert again["simulators"]["reference"]["layers"] == first["simulators"]["reference"]["layers"]
+    other = _validate(model, data, tmp_path / "rep", *args, "--percentile", "99")  # another network
+    assert not other["simulators"]["reference"]["meta"].get("reused")

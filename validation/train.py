@@ -1,0 +1,288 @@
+"""Seeded training of the validation suite's models (one function per model).
+
+    KERAS_BACKEND=jax python validation/train.py [MODEL ...] [--epochs E]
+
+Each ``train_<model>()`` builds its Keras model, trains it on this CPU with a fixed seed (JAX on
+CPU is deterministic, and shuffling and augmentation use their own numpy generator, so a rerun
+gives the same weights), saves it to ``validation/models/<model>.keras`` and writes
+``validation/models/<model>.json`` with the test accuracy reached, the epochs, the training time
+and the versions used. Training is kept short on purpose (a few minutes per model on 2 cores):
+the suite validates the conversion, not the state of the art.
+
+The bundled LeNet (``snnexport/data/lenet_mnist.h5``) is part of the suite but is not retrained
+here: ``examples/train_lenet.py`` made it.
+
+Data: MNIST from ``../shared/data/mnist.npz`` (or ``$SNNEXPORT_MNIST``); Fashion-MNIST from the
+Debian package ``dataset-fashion-mnist`` (IDX files in ``/usr/share/datasets/fashion-mnist``),
+converted once to ``validation/data/fashion_mnist.npz`` in the layout of ``mnist.npz`` so that
+``snnexport validate --data`` can read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import struct
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "jax")  # before keras is imported
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+MODELS = HERE / "models"
+DATA = HERE / "data"
+MNIST = Path(os.environ.get("SNNEXPORT_MNIST", REPO.parent / "shared" / "data" / "mnist.npz"))
+FASHION_IDX = Path(os.environ.get("SNNEXPORT_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
+FASHION = DATA / "fashion_mnist.npz"
+BUNDLED_LENET = REPO / "snnexport" / "data" / "lenet_mnist.h5"
+
+SEED = 1
+BATCH = 128
+MAX_SHIFT = 2  # pixels of random translation: the only augmentation
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file (optionally gzipped): magic (0, 0, type, ndim), big-endian uint32 dims, uint8 data."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype != 0x08:
+        raise ValueError(f"{path}: not an IDX file of unsigned bytes")
+    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: {data.size} bytes of data for dimensions {dims}")
+    return data.reshape(dims)
+
+
+def fashion_mnist_file() -> Path:
+    """validation/data/fashion_mnist.npz (uint8, the keys of mnist.npz), made from the IDX files once."""
+    if not FASHION.exists():
+        names = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
+                 "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
+        arrays = {}
+        for key, stem in names.items():
+            path = next((p for p in (FASHION_IDX / f"{stem}.gz", FASHION_IDX / stem) if p.exists()), None)
+            if path is None:
+                sys.exit(f"error: {stem}(.gz) not found in {FASHION_IDX}; "
+                         "install it with `apt-get install dataset-fashion-mnist`")
+            arrays[key] = _read_idx(path)
+        DATA.mkdir(parents=True, exist_ok=True)
+        tmp = FASHION.with_suffix(".part.npz")
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, FASHION)
+    return FASHION
+
+
+def load(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, y_train, x_test, y_test); x float32 NHWC in [0, 1]."""
+    with np.load(path) as d:
+        def prep(x: np.ndarray) -> np.ndarray:
+            return (x.astype(np.float32) / 255.0)[..., None]
+        return prep(d["x_train"]), d["y_train"].astype(np.int64), prep(d["x_test"]), d["y_test"].astype(np.int64)
+
+
+def random_shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each image translated by up to MAX_SHIFT pixels (zero fill); numpy only, so only ``rng`` decides."""
+    m = MAX_SHIFT
+    h, w = x.shape[1:3]
+    padded = np.pad(x, ((0, 0), (m, m), (m, m), (0, 0)))
+    dy = rng.integers(0, 2 * m + 1, len(x))
+    dx = rng.integers(0, 2 * m + 1, len(x))
+    out = np.empty_like(x)
+    for oy in range(2 * m + 1):  # 25 offsets, not 60,000 images
+        for ox in range(2 * m + 1):
+            idx = np.flatnonzero((dy == oy) & (dx == ox))
+            out[idx] = padded[idx, oy:oy + h, ox:ox + w]
+    return out
+
+
+# --- training ------------------------------------------------------------------------------------
+
+def fit(model, data: tuple[np.ndarray, ...], epochs: int, lr: float = 2e-3, seed: int = SEED) -> dict:
+    """Adam with cosine decay, our own seeded shuffle and shift augmentation; returns what to record."""
+    import keras
+    x_train, y_train, x_test, y_test = data
+    rng = np.random.default_rng(seed)
+    steps = epochs * int(np.ceil(len(x_train) / BATCH))
+    # Cosine decay to ~0: the last epoch settles without a tuning pass.
+    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps, alpha=0.01)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        perm = rng.permutation(len(x_train))  # shuffle=False below: the order is ours, seeded
+        model.fit(random_shift(x_train[perm], rng), y_train[perm], batch_size=BATCH, shuffle=False,
+                  initial_epoch=epoch, epochs=epoch + 1, verbose=2)
+    seconds = time.perf_counter() - t0
+    acc = accuracy(model, x_test, y_test)
+    return {"test_accuracy": acc, "test_error_percent": round(100 * (1 - acc), 4), "test_samples": len(y_test),
+            "epochs": epochs, "learning_rate": lr, "batch": BATCH, "seed": seed,
+            "train_seconds": round(seconds, 1), "params": int(model.count_params())}
+
+
+def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
+    pred = model.predict(x, batch_size=500, verbose=0).argmax(axis=1)
+    return float(np.mean(pred == y))
+
+
+def save(model, name: str, record: dict) -> Path:
+    """validation/models/<name>.keras plus <name>.json; checks that the saved file reloads the same."""
+    import jax
+    import keras
+    MODELS.mkdir(parents=True, exist_ok=True)
+    path = MODELS / f"{name}.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path, safe_mode=True, compile=False)
+    x_probe = np.random.default_rng(0).uniform(0, 1, (8,) + tuple(model.inputs[0].shape[1:])).astype(np.float32)
+    if not np.allclose(model.predict(x_probe, verbose=0), reloaded.predict(x_probe, verbose=0), atol=1e-6):
+        raise RuntimeError(f"{path} does not reload to the trained model")
+    record = dict(record, model=name, file=path.name, keras=keras.__version__, jax=jax.__version__,
+                  numpy=np.__version__, backend=keras.backend.backend())
+    (MODELS / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(f"{name}: test error {record['test_error_percent']:.2f} % after {record['epochs']} epochs "
+          f"({record['train_seconds']:.0f} s) → {path}", file=sys.stderr)
+    return path
+
+
+def _seed(seed: int = SEED) -> None:
+    import keras
+    keras.utils.set_random_seed(seed)  # python, numpy and keras (dropout, initializers)
+
+
+# --- the models ------------------------------------------------------------------------------------
+
+def build_mnist_maxpool():
+    """(b) An MNIST conv net with max-pooling, the kind of net of the paper's MNIST row (ANN ≤ 0.8 % error).
+
+    Conv32-5 → BN → ReLU → MaxPool2 → Conv64-5 → BN → ReLU → MaxPool2 → Dense 256 → Dense 10 softmax.
+    The batch-norm is folded into the conv weights by the converter; it is here because it makes a
+    few epochs enough.
+    """
+    import keras
+    from keras import layers as L
+    _seed()
+    model = keras.Sequential([
+        keras.Input((28, 28, 1), name="image"),
+        L.Conv2D(32, 5, use_bias=False, name="conv1"), L.BatchNormalization(name="bn1"), L.ReLU(name="relu1"),
+        L.MaxPooling2D(2, name="pool1"),
+        L.Conv2D(64, 5, use_bias=False, name="conv2"), L.BatchNormalization(name="bn2"), L.ReLU(name="relu2"),
+        L.MaxPooling2D(2, name="pool2"),
+        L.Flatten(name="flatten"),
+        L.Dropout(0.3, name="drop1"),
+        L.Dense(256, activation="relu", name="fc1"),
+        L.Dropout(0.3, name="drop2"),
+        L.Dense(10, activation="softmax", name="output"),
+    ], name="mnist_maxpool")
+    return model
+
+
+def train_mnist_maxpool(epochs: int = 3) -> Path:
+    model = build_mnist_maxpool()
+    record = fit(model, load(MNIST), epochs)
+    return save(model, "mnist_maxpool", dict(record, dataset="MNIST"))
+
+
+def build_fashion_cifarnet():
+    """(c) The paper's CIFAR-10 architecture, trained on Fashion-MNIST (no CIFAR-10 on this machine).
+
+    Conv32 (same) → Conv32 → MaxPool2 → Conv64 (same) → Conv64 → MaxPool2 → Dense 512 → Dense 10
+    softmax, 3×3 kernels, each conv followed by batch-norm and ReLU.
+    """
+    import keras
+    from keras import layers as L
+    _seed()
+
+    def conv(filters: int, padding: str, name: str) -> list:
+        # momentum 0.9: with one short epoch the default 0.99 leaves the moving statistics behind
+        # the fast-changing weights (measured: 51 % test accuracy with them, 83 % with batch statistics)
+        return [L.Conv2D(filters, 3, padding=padding, use_bias=False, name=name),
+                L.BatchNormalization(momentum=0.9, name=f"{name}_bn"), L.ReLU(name=f"{name}_relu")]
+
+    # No dropout between the convolutions: it shifts the variance the batch-norms see at test time.
+    model = keras.Sequential([
+        keras.Input((28, 28, 1), name="image"),
+        *conv(32, "same", "conv1"), *conv(32, "valid", "conv2"), L.MaxPooling2D(2, name="pool1"),
+        *conv(64, "same", "conv3"), *conv(64, "valid", "conv4"), L.MaxPooling2D(2, name="pool2"),
+        L.Flatten(name="flatten"),
+        L.Dense(512, activation="relu", name="fc1"),
+        L.Dropout(0.4, name="drop3"),
+        L.Dense(10, activation="softmax", name="output"),
+    ], name="fashion_cifarnet")
+    return model
+
+
+def train_fashion_cifarnet(epochs: int = 1) -> Path:
+    model = build_fashion_cifarnet()
+    record = fit(model, load(fashion_mnist_file()), epochs)
+    return save(model, "fashion_cifarnet", dict(record, dataset="Fashion-MNIST"))
+
+
+def build_mnist_inception():
+    """(d) A small Inception-style functional model on MNIST: four branches joined by Concatenate.
+
+    Conv16-3 → MaxPool2 → [1×1 | 1×1→3×3 | 1×1→5×5 | MaxPool3 (stride 1, same)→1×1] → Concatenate →
+    Conv32-3 → MaxPool2 → Dense 10 softmax. The pool branch is a max-pool gate on a max-pool gate.
+    """
+    import keras
+    from keras import layers as L
+    _seed()
+    x = keras.Input((28, 28, 1), name="image")
+    h = L.Conv2D(16, 3, padding="same", activation="relu", name="stem")(x)
+    h = L.MaxPooling2D(2, name="stem_pool")(h)
+    b1 = L.Conv2D(16, 1, activation="relu", name="b1x1")(h)
+    b2 = L.Conv2D(12, 1, activation="relu", name="b3x3_reduce")(h)
+    b2 = L.Conv2D(16, 3, padding="same", activation="relu", name="b3x3")(b2)
+    b3 = L.Conv2D(4, 1, activation="relu", name="b5x5_reduce")(h)
+    b3 = L.Conv2D(8, 5, padding="same", activation="relu", name="b5x5")(b3)
+    b4 = L.MaxPooling2D(3, strides=1, padding="same", name="bpool")(h)
+    b4 = L.Conv2D(8, 1, activation="relu", name="bpool_proj")(b4)
+    y = L.Concatenate(name="mixed")([b1, b2, b3, b4])
+    y = L.Conv2D(32, 3, activation="relu", name="conv2")(y)
+    y = L.MaxPooling2D(2, name="pool2")(y)
+    y = L.Flatten(name="flatten")(y)
+    y = L.Dropout(0.3, name="drop")(y)
+    y = L.Dense(10, activation="softmax", name="output")(y)
+    return keras.Model(x, y, name="mnist_inception")
+
+
+def train_mnist_inception(epochs: int = 2) -> Path:
+    model = build_mnist_inception()
+    record = fit(model, load(MNIST), epochs)
+    return save(model, "mnist_inception", dict(record, dataset="MNIST"))
+
+
+TRAINERS: dict[str, Callable[..., Path]] = {
+    "mnist_maxpool": train_mnist_maxpool,
+    "fashion_cifarnet": train_fashion_cifarnet,
+    "mnist_inception": train_mnist_inception,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Train the validation suite's models (seeded, CPU).")
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help=f"which to train (default: all): {', '.join(TRAINERS)}")
+    p.add_argument("--epochs", type=int, default=None, help="override each model's default epochs")
+    args = p.parse_args(argv)
+    unknown = [m for m in args.models if m not in TRAINERS]
+    if unknown:
+        p.error(f"unknown model {unknown[0]!r}; choose from {', '.join(TRAINERS)}")
+    for name in args.models or list(TRAINERS):
+        kwargs = {} if args.epochs is None else {"epochs": args.epochs}
+        TRAINERS[name](**kwargs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
