@@ -23,7 +23,7 @@ from .errors import SnnexportError
 from .graph import Graph, Node
 from .network import (Gate, InputSpec, Network, Neuron, Normalization, Population, Projection,
                       Provenance, Settings)
-from .ops import Activation, Add, Affine, AvgPool, Concat, Conv2D, Dense, Embed, MaxPool, Op, Pad, Reshape, Scale
+from .ops import Activation, Add, Affine, Concat, Conv2D, Dense, Embed, MaxPool, Op, Pad, Reshape, Scale
 from .simplify import simplify
 
 DEFAULT_PERCENTILE = 99.9

@@ -12,7 +12,7 @@ projection between two spiking populations carries; the constant terms become th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import ClassVar
 
 import numpy as np

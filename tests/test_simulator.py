@@ -181,7 +181,6 @@ def test_rates_converge_to_the_ann() -> None:
     assert (r["predictions"] == ann_predict(net, x)).mean() >= 0.9
 
 
-@pytest.mark.skipif(not BUNDLED_MODEL.exists(), reason="the bundled LeNet is missing")
 def test_bundled_lenet_classifies_like_its_ann() -> None:
     with np.load(BUNDLED_SAMPLES) as z:
         x, y = z["x"].astype(np.float32), z["y"].astype(np.int64)

@@ -184,8 +184,6 @@ def test_large_weights_go_beside_the_script(networks, tmp_path):
 
 def test_bundled_model(tmp_path):
     """The CLI exports the bundled LeNet; `python net.py` runs as it is and matches the reference on MNIST."""
-    if not (BUNDLED_MODEL.exists() and BUNDLED_SAMPLES.exists()):
-        pytest.skip("the bundled example model is not in the package yet")
     script = tmp_path / "net.py"
     subprocess.run([sys.executable, "-m", "snnexport", str(BUNDLED_MODEL), "--calibration", str(BUNDLED_SAMPLES),
                     "--to", "brian2", "-o", str(script)], check=True, capture_output=True)

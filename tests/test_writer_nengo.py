@@ -238,7 +238,6 @@ def test_weights_beside_the_script(workdir):
     assert_agrees(ours, reference(net, x[:2], steps=20))
 
 
-@pytest.mark.skipif(not (BUNDLED_MODEL.is_file() and BUNDLED_SAMPLES.is_file()), reason="bundled model not present")
 def test_bundled_model_runs_and_matches(workdir):
     script = workdir / "mnist_net.py"
     subprocess.run([sys.executable, "-m", "snnexport", str(BUNDLED_MODEL), "--calibration", str(BUNDLED_SAMPLES),

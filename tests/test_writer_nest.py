@@ -239,7 +239,6 @@ def test_same_inputs_give_byte_identical_scripts_and_results(networks, tmp_path)
             assert np.array_equal(first[key], second[key]), key
 
 
-@pytest.mark.skipif(not BUNDLED_MODEL.exists(), reason="the bundled model is missing")
 def test_bundled_model_exports_and_runs(tmp_path):
     """The CLI path a user takes: export the bundled LeNet, run it bare and on MNIST digits."""
     env = dict(os.environ, KERAS_BACKEND="jax")

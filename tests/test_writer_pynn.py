@@ -88,7 +88,6 @@ def test_same_inputs_give_byte_identical_scripts(networks, tmp_path):
     assert a == b
 
 
-@pytest.mark.skipif(not BUNDLED_MODEL.exists(), reason="the bundled model is missing")
 def test_bundled_model_exports_and_runs(tmp_path):
     env = dict(os.environ, KERAS_BACKEND="jax")
     script = tmp_path / "lenet_pynn.py"

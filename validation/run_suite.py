@@ -111,14 +111,15 @@ def _pct(v: float | None, digits: int = 2) -> str:
 def summary_table() -> str:
     """The suite's results, one row per model and simulator, from validation/reports/*/report.json."""
     head = ("| model (data) | simulator | images | ANN error | SNN error | SNN − ANN | same class as ANN "
-            "| lowest hidden-layer r | identical counts vs reference | time per image | paper, Table 1 |\n"
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+            "| lowest hidden-layer r | identical counts vs reference | SNN ops / ANN ops | time per image "
+            "| paper, Table 1 |\n"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     rows = [head]
     notes = []
     for m in SUITE:
         path = REPORTS / m.name / "report.json"
         if not path.exists():
-            rows.append(f"| {m.name} ({m.dataset}) | – | – | – | – | – | – | – | – | – | {m.paper} |")
+            rows.append(f"| {m.name} ({m.dataset}) | – | – | – | – | – | – | – | – | – | – | {m.paper} |")
             notes.append(f"{m.name}: not run yet.")
             continue
         rep = json.loads(path.read_text(encoding="utf-8"))
@@ -134,7 +135,7 @@ def summary_table() -> str:
             first = False
             if e["status"] != "ok":
                 why = e["message"].splitlines()[0] if e["message"] else ""
-                rows.append(f"| {label} | {sim} | – | – | {e['status']}: {_md(why[:90])} | – | – | – | – | – "
+                rows.append(f"| {label} | {sim} | – | – | {e['status']}: {_md(why[:90])} | – | – | – | – | – | – "
                             f"| {paper} |")
                 continue
             rs = [(v["pearson"], k) for k, v in e.get("layers", {}).items()
@@ -144,10 +145,12 @@ def summary_table() -> str:
                    f"{100 * ident[sim][0]:.3f} % ({ident[sim][1]})" if sim in ident else "–")
             diff = e.get("error_difference_pp")
             agree = e.get("agreement_with_ann")
+            ops = e.get("ops_ratio_to_ann")
             rows.append(
                 f"| {label} | {sim} | {e['samples']} | {_pct(e.get('ann_error_percent'))} | "
                 f"{_pct(e.get('error_percent'))} | {'–' if diff is None else f'{diff:+.2f} pp'} | "
                 f"{'–' if agree is None else f'{100 * agree:.2f} %'} | {r} | {idf} | "
+                f"{'–' if ops is None else f'{ops:.2f}'} | "
                 f"{1000 * e.get('seconds_per_sample', 0):.0f} ms | {paper} |")
         s = rep["summary"]
         notes.append(f"{m.name}: {s['targets_passed']}/{s['targets']} targets pass, {rep['settings']['steps']} steps, "

@@ -65,7 +65,7 @@ class Writer:
 def features_used(net: Network) -> list[str]:
     """The FEATURES a network needs, with its default settings."""
     from ..network import Gate
-    from ..ops import Add, AvgPool, Conv2D, Dense, Embed, Pad
+    from ..ops import AvgPool, Conv2D, Dense, Embed, Pad
     used = {f"reset_{net.neuron.reset}", f"{net.input.encoding}_input", "delay_step",
             f"readout_{net.settings.readout}"}
     if any(np.any(p.bias != 0) for p in net.populations):

@@ -36,7 +36,7 @@ import inspect
 
 import numpy as np
 
-from .base import APPROXIMATED, NATIVE, REFUSED
+from .base import NATIVE
 
 # --- neuron models and their parameters ---------------------------------------------------------------
 

@@ -25,7 +25,6 @@ import numpy as np
 from .. import __version__, connectivity, runtime
 from ..errors import SnnexportError
 from ..network import Gate, Network, Population
-from ..ops import Op
 from .base import Rendered, WriteOptions, Writer
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
