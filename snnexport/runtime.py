@@ -168,7 +168,7 @@ def gate_windows(in_shape, pool, strides, padding):
     """(cells, pool_h * pool_w) flat source index of each window position of each output cell (-1: padding).
 
     Output cells are in flat channels-last order; window positions in row-major (ky, kx) order, so
-    argmax's first-wins rule gives the documented tie-break.
+    argmin's first-wins rule gives the documented last tie-break.
     """
     h, w, c = in_shape
     (pt, pb), (pl, pr) = padding
@@ -183,17 +183,27 @@ def gate_windows(in_shape, pool, strides, padding):
     return np.broadcast_to(idx, (ho, wo, c, pool[0], pool[1])).reshape(ho * wo * c, pool[0] * pool[1])
 
 
-def gate_pass(windows, counts, spikes):
+def gate_pass(windows, counts, since, spikes):
     """Spikes passed by a gate: per output cell, this step's spike of the window's most active neuron.
 
-    windows: from :func:`gate_windows`; counts (spike counts including this step) and spikes (this
-    step's spikes) are (n_source,) or (batch, n_source). Returns (cells,) or (batch, cells).
+    windows: from :func:`gate_windows`; counts (spike counts including this step), since (the step at
+    which each count last changed, 0 if never) and spikes (this step's spikes) are (n_source,) or
+    (batch, n_source). Returns (cells,) or (batch, cells). Among cells of equal count the one that
+    reached it first wins, so a leader keeps its window until another cell overtakes it; remaining
+    ties go to the first cell in window order.
     """
     safe = np.where(windows >= 0, windows, 0)
     c = np.where(windows >= 0, counts[..., safe], -np.inf)  # padding never wins
-    k = np.argmax(c, axis=-1)  # first maximum: the documented tie-break
+    reached = np.where(c == c.max(axis=-1, keepdims=True), since[..., safe], np.inf)
+    k = np.argmin(reached, axis=-1)  # earliest to reach the count; argmin's first-wins rule after that
     winner = safe[np.arange(len(safe)), k]
     return np.take_along_axis(spikes, winner, axis=-1)
+
+
+def last_change(spikes):
+    """(T, n) spikes → (T, n) step (1-based) at which each count last changed up to each step, 0 if never."""
+    steps = np.arange(1, len(spikes) + 1).reshape((-1,) + (1,) * (np.ndim(spikes) - 1))
+    return np.maximum.accumulate(np.where(spikes != 0, steps, 0), axis=0)
 
 
 # --- readout and results ---------------------------------------------------------------------------

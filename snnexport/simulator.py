@@ -245,33 +245,36 @@ def _cached(key: tuple, build: Callable[[], Callable]) -> Callable:
 
 
 def _gate_fn(gate: Gate) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """g(counts, spikes) on (rows, H, W, C) → spikes passed, (rows, Ho, Wo, C); any pool, stride, padding.
+    """g(counts, since, spikes) on (rows, H, W, C) → spikes passed, (rows, Ho, Wo, C); any pool, stride, padding.
 
-    Window positions are visited in row-major (ky, kx) order and a later cell replaces the best so
-    far only with a strictly larger count: ties go to the first cell. Padded cells count −∞, so
+    ``since`` is the step at which each count last changed. Window positions are visited in
+    row-major (ky, kx) order and a later cell replaces the best so far only with a larger count, or
+    an equal count reached earlier: remaining ties go to the first cell. Padded cells count −∞, so
     they never win. No gathers: strided slices and selects, which fuse.
     """
     (ph, pw), (sh, sw) = gate.pool, gate.strides
     pad = ((0, 0),) + tuple(tuple(p) for p in gate.padding) + ((0, 0),)
     ho, wo = int(gate.shape[0]), int(gate.shape[1])
 
-    def g(counts: jax.Array, spikes: jax.Array) -> jax.Array:
+    def g(counts: jax.Array, since: jax.Array, spikes: jax.Array) -> jax.Array:
         if any(p != (0, 0) for p in pad):
             counts = jnp.pad(counts, pad, constant_values=-np.inf)
+            since = jnp.pad(since, pad)
             spikes = jnp.pad(spikes, pad)
-        return _first_max([(counts[sl], spikes[sl]) for sl in (
+        return _first_max([(counts[sl], since[sl], spikes[sl]) for sl in (
             (slice(None), slice(ky, ky + (ho - 1) * sh + 1, sh), slice(kx, kx + (wo - 1) * sw + 1, sw))
             for ky in range(ph) for kx in range(pw))])
 
     return g
 
 
-def _first_max(cells: list[tuple[jax.Array, jax.Array]]) -> jax.Array:
-    """The spikes of the cell with the largest count, the first one on ties; cells in window order."""
-    best_c, best_s = cells[0]
-    for c, s in cells[1:]:
-        better = c > best_c
+def _first_max(cells: list[tuple[jax.Array, jax.Array, jax.Array]]) -> jax.Array:
+    """The spikes of the winning cell: largest count, then earliest to reach it, then first in window order."""
+    best_c, best_l, best_s = cells[0]
+    for c, l, s in cells[1:]:
+        better = (c > best_c) | ((c == best_c) & (l < best_l))
         best_c = jnp.where(better, c, best_c)
+        best_l = jnp.where(better, l, best_l)
         best_s = jnp.where(better, s, best_s)
     return best_s
 
@@ -334,10 +337,10 @@ class _Layout:
 
         return fn
 
-    def gate(self, counts: jax.Array, spikes: jax.Array) -> jax.Array:
+    def gate(self, counts: jax.Array, since: jax.Array, spikes: jax.Array) -> jax.Array:
         r, k = counts.shape[0], self.ph * self.pw
-        counts, spikes = counts.reshape(r, k, -1), spikes.reshape(r, k, -1)
-        return _first_max([(counts[:, j], spikes[:, j]) for j in range(k)])
+        counts, since, spikes = (a.reshape(r, k, -1) for a in (counts, since, spikes))
+        return _first_max([(counts[:, j], since[:, j], spikes[:, j]) for j in range(k)])
 
 
 def _maxpool_fn(gate: Gate) -> Callable[[jax.Array], jax.Array]:
@@ -417,6 +420,10 @@ def _build_kernel(net: Network, group: int, tc: int, chunks: int, steps: int, de
             "v": [jnp.zeros((B, p.bias.size), jnp.float32) for p in pops],
             "count": [jnp.zeros((B, p.bias.size), jnp.float32) for p in pops],  # exact below 2**24
             "gcount": [jnp.zeros((B, net.size_of(g.name)), jnp.float32) for g in gates],
+            # step at which each count last changed, where a gate compares counts (its tie-break)
+            "since": [jnp.zeros((B, p.bias.size), jnp.float32) if gated[p.name] else None for p in pops],
+            "gsince": [jnp.zeros((B, net.size_of(g.name)), jnp.float32) if g.name in nested else None
+                       for g in gates],
             "last": {name: jnp.zeros((B,) + net.shape_of(name), jnp.float32) for name in late},
         }
 
@@ -425,7 +432,7 @@ def _build_kernel(net: Network, group: int, tc: int, chunks: int, steps: int, de
             t = c_idx * tc + jnp.arange(1, tc + 1)  # the steps of this chunk, (Tc,)
             spikes: dict[str, jax.Array] = {}  # (Tc, B, *shape) float32 spikes of this chunk
             new = {"v": list(carry["v"]), "count": list(carry["count"]), "gcount": list(carry["gcount"]),
-                   "last": {}}
+                   "since": list(carry["since"]), "gsince": list(carry["gsince"]), "last": {}}
             ys: dict[str, Any] = {"sps": []}
             if poisson:
                 spikes[inp] = u_c.astype(jnp.float32)
@@ -453,8 +460,8 @@ def _build_kernel(net: Network, group: int, tc: int, chunks: int, steps: int, de
 
                 def step(state, inputs, const_i=const[i], sign=sign, only_v=only_v, my_gates=my_gates,
                          layout=layout, name=node.name):
-                    v, cnt, gcnt = state
-                    d, lv, kp = inputs
+                    v, cnt, since, gcnt, gsince = state
+                    d, lv, kp, tt = inputs
                     v1 = v + (const_i if d is None else const_i + d)
                     if only_v:
                         s = jnp.zeros_like(v1)
@@ -467,29 +474,34 @@ def _build_kernel(net: Network, group: int, tc: int, chunks: int, steps: int, de
                     s = jnp.where(lv & kp, s, np.float32(0))
                     if pad_steps:
                         v1 = jnp.where(kp, v1, v)
-                    gcnt, passed = list(gcnt), []
+                    gcnt, gsince, passed = list(gcnt), list(gsince), []
                     if my_gates:  # the gates of this step, after the population: counts include this step
                         cnt = cnt + s
-                        srcs = {name: (cnt, s)}
+                        since = jnp.where(s != 0, tt, since)
+                        srcs = {name: (cnt, since, s)}
                         for k, g in enumerate(my_gates):
-                            c_src, s_src = srcs[g.source]
+                            c_src, l_src, s_src = srcs[g.source]
                             if g.source == name and layout is not None:
-                                pg = layout.gate(c_src, s_src).reshape(B, -1)
+                                pg = layout.gate(c_src, l_src, s_src).reshape(B, -1)
                             else:
                                 src_shape = (B,) + net.shape_of(g.source)
-                                pg = gate_fns[g.name](c_src.reshape(src_shape), s_src.reshape(src_shape))
+                                pg = gate_fns[g.name](c_src.reshape(src_shape), l_src.reshape(src_shape),
+                                                      s_src.reshape(src_shape))
                                 pg = pg.reshape(B, -1)
                             if g.name in nested:  # a gate on this gate needs its running count
                                 gcnt[k] = gcnt[k] + pg
-                                srcs[g.name] = (gcnt[k], pg)
+                                gsince[k] = jnp.where(pg != 0, tt, gsince[k])
+                                srcs[g.name] = (gcnt[k], gsince[k], pg)
                             passed.append(pg)
-                    return (v1, cnt, gcnt), (s.astype(jnp.int8), passed, v1 if only_v else None)
+                    return (v1, cnt, since, gcnt, gsince), (s.astype(jnp.int8), passed, v1 if only_v else None)
 
                 # running counts are carried through the steps only where a gate needs them
-                state0 = (carry["v"][i], carry["count"][i] if my_gates else None,
-                          [carry["gcount"][gate_index[g.name]] if g.name in nested else None for g in my_gates])
-                (v_end, cnt_end, g_end), (s8, passed, v_traj) = lax.scan(
-                    step, state0, (drive, live, keep), unroll=tc == 1)
+                state0 = (carry["v"][i], carry["count"][i] if my_gates else None, carry["since"][i],
+                          [carry["gcount"][gate_index[g.name]] if g.name in nested else None for g in my_gates],
+                          [carry["gsince"][gate_index[g.name]] for g in my_gates])
+                (v_end, cnt_end, since_end, g_end, gs_end), (s8, passed, v_traj) = lax.scan(
+                    step, state0, (drive, live, keep, t.astype(jnp.float32)), unroll=tc == 1)
+                new["since"][i] = since_end
                 if not my_gates:
                     cnt_end = carry["count"][i] + s8.astype(jnp.float32).sum(axis=0)
                 sps = jnp.abs(s8.astype(jnp.int32)).sum(axis=2)  # (Tc, B)
@@ -499,10 +511,11 @@ def _build_kernel(net: Network, group: int, tc: int, chunks: int, steps: int, de
                 if node.name in sources:
                     spikes[node.name] = s8.astype(jnp.float32)
                 new["v"][i], new["count"][i] = v_end, cnt_end
-                for g, pg, gc in zip(my_gates, passed, g_end):
+                for g, pg, gc, gs in zip(my_gates, passed, g_end, gs_end):
                     spikes[g.name] = pg.reshape((tc, B) + tuple(g.shape))
                     k = gate_index[g.name]
                     new["gcount"][k] = gc if g.name in nested else carry["gcount"][k] + pg.sum(axis=0)
+                    new["gsince"][k] = gs
                 ys["sps"].append(sps)  # (Tc, B)
                 if node.name == out:
                     ys["out"] = s8.reshape(tc, B, -1)

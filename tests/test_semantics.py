@@ -163,15 +163,19 @@ def tie_net(first: str) -> tuple[Network, np.ndarray]:
     return network([q, p, g, o], projs, "o"), np.zeros((1, 1), np.float32)
 
 
-def test_gate_tie_goes_to_the_first_cell_in_window_order() -> None:
+def test_gate_tie_goes_to_the_cell_that_reached_the_count_first() -> None:
+    """Two equally active cells out of phase: the leader keeps the window, nothing is counted twice.
+
+    A rule without memory (ties to the first cell) would pass a's spikes at even steps and b's at odd
+    ones when a comes first: twice the rate of either cell, the over-count that made max-pooled
+    layers of deep nets correlate at r ≈ 0.96 with their ANN.
+    """
     T = 10
-    ra = simulate(tie_net("a")[0], tie_net("a")[1], steps=T)
-    rb = simulate(tie_net("b")[0], tie_net("b")[1], steps=T)
-    # the cells behave as designed
-    np.testing.assert_array_equal(ra["counts_1"][0], [5, 5])
-    # odd steps: b leads and passes its spike; even steps: tie → the first cell's spike of this step
-    assert ra["gate_counts_0"][0, 0] == T  # a first: a spikes at every even step
-    assert rb["gate_counts_0"][0, 0] == T // 2  # b first: b is silent at even steps
+    for first in ("a", "b"):
+        r = simulate(*tie_net(first), steps=T)
+        np.testing.assert_array_equal(r["counts_1"][0], [5, 5])  # the cells behave as designed
+        # b leads from step 1 and keeps the window through every tie: its 5 spikes pass, a's never
+        assert r["gate_counts_0"][0, 0] == T // 2, first
 
 
 def test_gate_passes_the_most_active_cell_only() -> None:

@@ -39,6 +39,7 @@ def reference(net: Network, x: np.ndarray, steps: int, delay: str = "step", read
         v = {p.name: np.zeros(p.bias.size, np.float32) for p in pops}
         count = {n.name: np.zeros(net.size_of(n.name), np.int64) for n in net.nodes}
         prev = {n.name: np.zeros(net.size_of(n.name), np.float32) for n in net.nodes}
+        since = {n.name: np.zeros(net.size_of(n.name), np.int64) for n in net.nodes}  # step of last change
         out_steps, sps = [], []
         draws = runtime.softmax_draws(seed, i, steps, net.size_of(net.output))
         for t in range(1, steps + 1):
@@ -46,9 +47,10 @@ def reference(net: Network, x: np.ndarray, steps: int, delay: str = "step", read
             row = []
             for node in net.nodes:
                 if isinstance(node, Gate):
-                    now[node.name] = runtime.gate_pass(windows[node.name], count[node.source],
+                    now[node.name] = runtime.gate_pass(windows[node.name], count[node.source], since[node.source],
                                                        now[node.source]).astype(np.float32)
                     count[node.name] += now[node.name].astype(np.int64)
+                    since[node.name][now[node.name] != 0] = t
                     continue
                 current = node.bias.reshape(-1).astype(np.float32)
                 for p, sy in zip(net.projections, syn):
@@ -74,6 +76,7 @@ def reference(net: Network, x: np.ndarray, steps: int, delay: str = "step", read
                         vv -= theta * s
                 now[node.name] = s
                 count[node.name] += s.astype(np.int64)
+                since[node.name][s != 0] = t
                 row.append(int(np.abs(s).sum()))
                 if node.name == net.output:
                     out_steps.append(s)

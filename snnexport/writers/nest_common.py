@@ -197,14 +197,14 @@ def gate_outputs(gates, rasters, shape_of):
 
     ``rasters`` maps population names to their spikes of this sample; gates on gates use the
     inner gate's output. The winner of a window is the cell with the largest count so far (this
-    step included), the first one on ties (runtime.gate_pass).
+    step included), on ties the one that reached it first, then the first cell (runtime.gate_pass).
     """
     out = {}
     for g in gates:
         spikes = out[g["source"]] if g["source"] in out else rasters[g["source"]]
         windows = gate_windows(shape_of(g["source"]), g["pool"], g["strides"], g["padding"])
         counts = np.cumsum(spikes, axis=0, dtype=np.int32)
-        out[g["name"]] = gate_pass(windows, counts, spikes).astype(np.int8)
+        out[g["name"]] = gate_pass(windows, counts, last_change(spikes), spikes).astype(np.int8)
     return out
 
 
