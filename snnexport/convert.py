@@ -10,6 +10,12 @@ Normalization: population l gets λ_l, the p-th percentile of its nonzero ANN ac
 the calibration data; a projection from s to t is multiplied by λ_s / λ_t and t's bias divided by
 λ_t, so that firing rates (spikes per step, at most 1) approximate activation / λ. Each projection
 carries its own factor, so branches that are concatenated or added need no shared λ.
+
+Binary activations (sign, heaviside) have activations of magnitude 1 and no scale to normalize:
+their populations get λ = 1 on the output side, and on the input side a gain, 1 / the (100 − p)-th
+percentile of their nonzero |pre-activation|, so that all but that fraction of the pre-activations
+drive the neuron beyond one spike per step: its rate is then the step function itself (every
+step while the input is positive, none while it is negative), not the clipped ramp.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from .simplify import simplify
 
 DEFAULT_PERCENTILE = 99.9
 _OUTPUT_ONLY = ("softmax", "linear")
+BINARY = ("sign", "heaviside")
 
 
 def convert(graph: Graph, calibration: np.ndarray | None = None, percentile: float = DEFAULT_PERCENTILE,
@@ -155,8 +162,8 @@ class _Structure:
     def build(self, lambdas: dict[str, float], reset: str, encoding: str, norm: Normalization,
               provenance: Provenance, consume: bool) -> Network:
         g = self.graph
-        lam = dict(lambdas)
-        lam[g.input_name] = 1.0
+        lam = dict(lambdas)  # λ of each population's input side (its weights and bias are divided by it)
+        out = {g.input_name: 1.0}  # λ of each node's output side: its rates times λ are its activations
         nodes: list[Population | Gate] = []
         projections: list[Projection] = []
         # weight arrays that only one projection uses may be scaled in place when the graph is consumed
@@ -171,15 +178,16 @@ class _Structure:
         for n in self.spiking:
             shape = g.shapes[n.name]
             if isinstance(n.op, MaxPool):
-                lam[n.name] = lam[n.inputs[0]]
+                out[n.name] = out[n.inputs[0]]
                 nodes.append(Gate(n.name, n.inputs[0], shape, n.op.pool, n.op.strides, n.op.padding,
-                                  float(lam[n.name]), self.depth[n.name]))
+                                  float(out[n.name]), self.depth[n.name]))
                 continue
             lt = float(lam[n.name])
+            out[n.name] = 1.0 if n.op.function in BINARY else lt
             nodes.append(Population(n.name, shape, (self.bias[n.name] / np.float32(lt)).astype(np.float32),
-                                    n.op.function, lt, self.depth[n.name], n.op.max_value))
+                                    n.op.function, out[n.name], self.depth[n.name], n.op.max_value))
             for src, chain in self.paths[n.name]:
-                projections.append(Projection(src, n.name, _fold_chain(chain, float(lam[src]) / lt, own)))
+                projections.append(Projection(src, n.name, _fold_chain(chain, float(out[src]) / lt, own)))
         return Network(InputSpec(g.input_name, tuple(g.input_shape), encoding), nodes, projections, g.output,
                        Neuron(1.0, reset), Settings(), norm, provenance)
 
@@ -196,9 +204,12 @@ def _constant_term(op: Op, shape: tuple[int, ...]) -> np.ndarray | None:
 # --- normalization scales ----------------------------------------------------------------------
 
 def _percentile_scales(graph: Graph, st: _Structure, x: np.ndarray, p: float) -> dict[str, float]:
-    """λ per population: the p-th percentile of its nonzero activations (pre-activation for the output)."""
+    """λ per population: the p-th percentile of its nonzero activations (pre-activation for the output);
+    for binary populations the (100 − p)-th percentile of the nonzero |pre-activation| (see above)."""
     pops = [n for n in st.spiking if isinstance(n.op, Activation)]
-    keep = {n.name: (n.inputs[0] if n.op.function in _OUTPUT_ONLY else n.name) for n in pops}
+    pre = _OUTPUT_ONLY + BINARY
+    keep = {n.name: (n.inputs[0] if n.op.function in pre else n.name) for n in pops}
+    q = {n.name: 100.0 - p if n.op.function in BINARY else p for n in pops}
     values: dict[str, list[np.ndarray]] = {k: [] for k in keep}
     for start in range(0, len(x), 100):
         acts = graph.run(x[start:start + 100], keep=set(keep.values()))
@@ -214,7 +225,7 @@ def _percentile_scales(graph: Graph, st: _Structure, x: np.ndarray, p: float) ->
             print(f"snnexport: warning: layer {name!r} is silent on the calibration data; λ = 1", file=sys.stderr)
             out[name] = 1.0
         else:
-            out[name] = float(np.percentile(v, p))
+            out[name] = float(np.percentile(v, q[name]))
     return out
 
 
@@ -232,8 +243,13 @@ def _op_gain(op: Op) -> float:
 
 
 def _bound_scales(st: _Structure) -> dict[str, float]:
-    """λ per population from the weights alone: the largest activation any input in [-1, 1] could cause."""
+    """λ per population from the weights alone: the largest activation any input in [-1, 1] could cause.
+
+    A binary population's activation is bounded by 1; its input side gets 1/1000 of its
+    pre-activation's bound (a gain of 1000 over the bound: no data tells how small inputs get).
+    """
     bound = {st.graph.input_name: 1.0}
+    lam = {}
     for n in st.spiking:
         if isinstance(n.op, MaxPool):
             bound[n.name] = bound[n.inputs[0]]
@@ -242,8 +258,11 @@ def _bound_scales(st: _Structure) -> dict[str, float]:
         b += float(np.abs(st.bias[n.name]).max(initial=0.0))
         if n.op.function == "clip" and n.op.max_value is not None:
             b = min(b, n.op.max_value)
-        bound[n.name] = b if b > 0 else 1.0
-    return {k: v for k, v in bound.items() if k != st.graph.input_name}
+        b = b if b > 0 else 1.0
+        binary = n.op.function in BINARY
+        bound[n.name] = 1.0 if binary else b
+        lam[n.name] = b * 1e-3 if binary else b
+    return lam
 
 
 def _fold_chain(chain: list[Op], factor: float, own: set[int]) -> list[Op]:

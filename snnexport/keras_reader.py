@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ops
+from . import keras_layers, ops
 from .errors import SnnexportError, UnsupportedLayerError
 from .graph import Graph, Node
 
@@ -41,7 +41,7 @@ _CONVERTED = (
     "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
     "BatchNormalization", "Activation", "ReLU", "Softmax", "Flatten", "Reshape",
-    "ZeroPadding1D", "ZeroPadding2D", "Concatenate", "Add", "Rescaling",
+    "ZeroPadding1D", "ZeroPadding2D", "Concatenate", "Add", "Rescaling", "BinaryActivation",
 )
 # Identity at inference: no node is made for them.
 _NO_OPS = (
@@ -149,9 +149,14 @@ def _cfg_name(entry: dict[str, Any]) -> str:
 
 
 def _is_builtin(entry: dict[str, Any]) -> bool:
-    """False for classes registered by user code (Keras 3 writes them as 'package>Class')."""
+    """False for classes registered by user code (Keras 3 writes them as 'package>Class').
+
+    snnexport's own BinaryActivation counts as built in: it is read with this package's code.
+    """
     reg = entry.get("registered_name")
     module = entry.get("module")
+    if entry.get("class_name") == "BinaryActivation":
+        return reg == keras_layers.REGISTERED_NAME and module in (None, "snnexport.keras_layers")
     if reg is not None and reg != entry.get("class_name"):
         return False
     return module is None or module == "keras" or str(module).startswith("keras.")
@@ -270,7 +275,9 @@ def _load_keras(path: Path) -> _Loaded:
     scope = keras.StatelessScope(initialize_variables=False)
     try:
         with scope:
-            model = keras.models.load_model(str(path), compile=False, safe_mode=True)
+            # snnexport's own layers, by their registered names (no code of the file runs)
+            custom = {keras_layers.REGISTERED_NAME: keras_layers.binary_activation_class()}
+            model = keras.models.load_model(str(path), compile=False, safe_mode=True, custom_objects=custom)
     except Exception as e:
         raise SnnexportError(f"{path}: Keras could not load the model: {_first_line(e)}") from None
     finally:
@@ -426,7 +433,8 @@ def _is_model(layer: Any) -> bool:
 def _is_builtin_layer(layer: Any) -> bool:
     import keras
 
-    return type(layer).__module__.startswith("keras.") and isinstance(layer, keras.layers.Layer)
+    return ((type(layer).__module__.startswith("keras.") and isinstance(layer, keras.layers.Layer))
+            or type(layer) is keras_layers.binary_activation_class())
 
 
 def _function_of(model: Any) -> Any:
@@ -685,6 +693,10 @@ def _h_rescaling(b: _Builder, layer: Any, ins: list[_Ref], out: tuple[int, ...],
     return b.emit(layer, path, [("affine", ops.Affine(scale=scale, offset=offset))], ins, out)
 
 
+def _h_binary(b: _Builder, layer: Any, ins: list[_Ref], out: tuple[int, ...], path: str) -> _Ref:
+    return b.emit(layer, path, [("activation", ops.Activation(layer.mode))], ins, out)
+
+
 def _h_noop(b: _Builder, layer: Any, ins: list[_Ref], out: tuple[int, ...], path: str) -> _Ref:
     return _Ref(ins[0].name, out)  # inference identity: no node
 
@@ -700,7 +712,7 @@ _HANDLERS: dict[str, Handler] = {
     "Activation": _h_activation, "ReLU": _h_relu, "Softmax": _h_softmax,
     "Flatten": _h_reshape, "Reshape": _h_reshape,
     "ZeroPadding1D": _h_zeropad, "ZeroPadding2D": _h_zeropad,
-    "Concatenate": _h_concat, "Add": _h_add, "Rescaling": _h_rescaling,
+    "Concatenate": _h_concat, "Add": _h_add, "Rescaling": _h_rescaling, "BinaryActivation": _h_binary,
     **{name: _h_noop for name in _NO_OPS},
 }
 assert set(_HANDLERS) | {"InputLayer"} == set(SUPPORTED_LAYERS)

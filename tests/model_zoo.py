@@ -92,6 +92,21 @@ def build_lenet() -> keras.Model:
     return randomize(m, 1)
 
 
+def build_binary(mode: str = "sign") -> keras.Model:
+    """Binary activations (snnexport's BinaryActivation) behind batch-norm, a max-pool on them, softmax out."""
+    from snnexport.keras_layers import BinaryActivation
+    m = keras.Sequential([
+        keras.Input((10, 10, 1)),
+        L.Conv2D(4, 3, use_bias=False, name="conv1"), L.BatchNormalization(name="bn1"),
+        BinaryActivation(mode, name="bin1"),
+        L.MaxPooling2D(2, name="pool1"),
+        L.Flatten(name="flatten"),
+        Dense(12, name="fc1"), BinaryActivation(mode, name="bin2"),
+        Dense(5, activation="softmax", name="out"),
+    ], name=f"binary_{mode}")
+    return randomize(m, 5)
+
+
 def build_inception() -> keras.Model:
     """Functional inception-style block on 8x8x3: 1x1, 3x3 same, 5x5 same and maxpool→1x1 branches, concatenated on channels."""
     x = keras.Input((8, 8, 3), name="image")
