@@ -41,9 +41,13 @@ class SuiteModel:
     dataset: str
     paper: str  # the comparable figures of the paper's Table 1, or why there are none
     trained_by: str
-    # images on the exported simulators (validate's --script-n): as many as a run of about an hour
-    # per model allows on the 2-core development machine; the reference always runs the test set
+    # images on the exported simulators (validate's --script-n): 1,000 where a run of about an hour
+    # per model allows it on the 2-core development machine; the reference always runs the test set
     script_n: str = "1000"
+    # time steps: 100, or as many as the deepest pooled layers need to reach r >= 0.99
+    steps: int = 100
+    # further conversion options of `snnexport validate`
+    options: tuple[str, ...] = ()
 
 
 def _data_file(dataset: str) -> Path:
@@ -56,14 +60,17 @@ def _data_file(dataset: str) -> Path:
 
 SUITE = (
     SuiteModel("lenet", REPO / "snnexport" / "data" / "lenet_mnist.h5", "MNIST",
-               "– (not a network of the paper)", "examples/train_lenet.py (the bundled example)"),
+               "– (not a network of the paper)", "examples/train_lenet.py (the bundled example)", "1000,pynn=500"),
     SuiteModel("mnist_maxpool", HERE / "models" / "mnist_maxpool.keras", "MNIST",
-               "MNIST with max-pooling: ANN 0.56 %, SNN 0.56 %", "validation/train.py", "1000,pynn=500"),
+               "MNIST with max-pooling: ANN 0.56 %, SNN 0.56 %", "validation/train.py", "1000"),
     SuiteModel("fashion_cifarnet", HERE / "models" / "fashion_cifarnet.keras", "Fashion-MNIST",
                "the paper trains this architecture on CIFAR-10 (see paper); not comparable", "validation/train.py",
-               "100"),
+               "100", steps=200),
     SuiteModel("mnist_inception", HERE / "models" / "mnist_inception.keras", "MNIST",
                "– (the paper's Inception figures are for ImageNet: see paper)", "validation/train.py", "300"),
+    SuiteModel("mnist_binary", HERE / "models" / "mnist_binary.keras", "MNIST",
+               "– (the paper's binary nets are BinaryNet on CIFAR-10: see paper)", "validation/train.py", "200",
+               options=("--clamp", "3")),
 )
 SIMS = ("reference", "brian2", "pynn", "nest", "nengo")
 
@@ -77,11 +84,11 @@ def run_model(m: SuiteModel, args: argparse.Namespace) -> bool:
     data = _data_file(m.dataset)
     out = REPORTS / m.name
     cmd = [sys.executable, "-m", "snnexport", "validate", _rel(m.model), "--calibration", _rel(data),
-           "--data", _rel(data), "--steps", str(args.steps), "--sim", args.sims, "--timeout", str(args.timeout),
+           "--data", _rel(data), "--steps", str(args.steps or m.steps), "--sim", args.sims, "--timeout", str(args.timeout),
            "--report", _rel(out), "--title", m.name]
     if args.n:
         cmd += ["-n", str(args.n)]
-    cmd += ["--script-n", args.script_n or m.script_n]
+    cmd += ["--script-n", args.script_n or m.script_n, *m.options]
     if args.jobs > 1:
         cmd += ["--jobs", str(args.jobs)]
     if not args.fresh:
@@ -206,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--script-n", default=None,
                    help="images on each exported simulator: N or N,SIM=COUNT,... (default: each model's own, "
                         + "; ".join(f"{m.name} {m.script_n}" for m in SUITE) + ")")
-    p.add_argument("--steps", type=int, default=100, help="time steps (default 100)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="time steps (default: each model's own, " + "; ".join(f"{m.name} {m.steps}" for m in SUITE) + ")")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per exported script (default 3600)")
     p.add_argument("--jobs", type=int, default=1, help="exported scripts run at once (default 1)")
     p.add_argument("--summary-only", action="store_true", help="only regenerate README.md from the reports")

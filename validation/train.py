@@ -187,7 +187,7 @@ def build_mnist_maxpool():
     return model
 
 
-def train_mnist_maxpool(epochs: int = 3) -> Path:
+def train_mnist_maxpool(epochs: int = 8) -> Path:
     model = build_mnist_maxpool()
     record = fit(model, load(MNIST), epochs)
     return save(model, "mnist_maxpool", dict(record, dataset="MNIST"))
@@ -222,7 +222,7 @@ def build_fashion_cifarnet():
     return model
 
 
-def train_fashion_cifarnet(epochs: int = 1) -> Path:
+def train_fashion_cifarnet(epochs: int = 4) -> Path:
     model = build_fashion_cifarnet()
     record = fit(model, load(fashion_mnist_file()), epochs)
     return save(model, "fashion_cifarnet", dict(record, dataset="Fashion-MNIST"))
@@ -262,10 +262,44 @@ def train_mnist_inception(epochs: int = 2) -> Path:
     return save(model, "mnist_inception", dict(record, dataset="MNIST"))
 
 
+def build_mnist_binary():
+    """(e) A binary-activation net on MNIST: every hidden layer's activation is sign(x) = ±1 (BinaryNet).
+
+    Conv32-5 → BN → sign → MaxPool2 → Conv64-5 → BN → sign → MaxPool2 → Dense 256 → BN → sign →
+    Dense 10 softmax, with snnexport's BinaryActivation (straight-through gradient) so that the
+    reader can read it; weights stay real-valued. Its spiking populations emit negative spikes.
+    """
+    import keras
+    from keras import layers as L
+
+    from snnexport.keras_layers import BinaryActivation
+    _seed()
+    model = keras.Sequential([
+        keras.Input((28, 28, 1), name="image"),
+        L.Conv2D(32, 5, use_bias=False, name="conv1"), L.BatchNormalization(name="bn1"),
+        BinaryActivation("sign", name="sign1"), L.MaxPooling2D(2, name="pool1"),
+        L.Conv2D(64, 5, use_bias=False, name="conv2"), L.BatchNormalization(name="bn2"),
+        BinaryActivation("sign", name="sign2"), L.MaxPooling2D(2, name="pool2"),
+        L.Flatten(name="flatten"),
+        L.Dense(256, use_bias=False, name="fc1"), L.BatchNormalization(name="bn3"),
+        BinaryActivation("sign", name="sign3"),
+        L.Dropout(0.2, name="drop"),
+        L.Dense(10, activation="softmax", name="output"),
+    ], name="mnist_binary")
+    return model
+
+
+def train_mnist_binary(epochs: int = 3) -> Path:
+    model = build_mnist_binary()
+    record = fit(model, load(MNIST), epochs)
+    return save(model, "mnist_binary", dict(record, dataset="MNIST"))
+
+
 TRAINERS: dict[str, Callable[..., Path]] = {
     "mnist_maxpool": train_mnist_maxpool,
     "fashion_cifarnet": train_fashion_cifarnet,
     "mnist_inception": train_mnist_inception,
+    "mnist_binary": train_mnist_binary,
 }
 
 
