@@ -7,8 +7,21 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from conftest import needs
 from snnexport import runtime
+from snnexport.network import Network
+from snnexport.writers import get
+from snnexport.writers.base import WriteOptions
+
+# The script writers and the simulator module each one's scripts import.
+SIMULATORS = {"brian2": "brian2", "nest": "nest", "pynn": "pyNN", "nengo": "nengo"}
+
+
+def every_simulator() -> list:
+    """pytest parameters, one per script writer, each skipped (naming what is missing) without its simulator."""
+    return [pytest.param(writer, marks=needs(module), id=writer) for writer, module in SIMULATORS.items()]
 
 # Blocks `import snnexport` inside the script's process: an exported script must be self-contained.
 _LAUNCH = ("import sys, runpy; sys.modules['snnexport'] = None; sys.argv = sys.argv[1:]; "
@@ -30,3 +43,13 @@ def run_for_results(script: Path, inputs: np.ndarray, *args: str, timeout: float
     np.save(inp, inputs)
     run_script(script, "--input", str(inp), "--out", str(out), "--quiet", *args, timeout=timeout)
     return runtime.load_results(out)
+
+
+def export_and_run(writer: str, net: Network, inputs: np.ndarray, workdir: Path, steps: int) -> dict:
+    """Exports ``net`` with ``writer`` into ``workdir`` and returns the results of its script on ``inputs``."""
+    script = workdir / f"snn_{writer}.py"  # not "nest.py": a script must not shadow its simulator
+    rendered = get(writer).render(net, WriteOptions(output=script))
+    script.write_bytes(rendered.main)
+    for name, content in rendered.beside.items():
+        (workdir / name).write_bytes(content)
+    return run_for_results(script, inputs, "--steps", str(steps))

@@ -9,7 +9,6 @@ population, included).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import zipfile
 from pathlib import Path
@@ -18,18 +17,15 @@ import numpy as np
 import pytest
 
 import model_zoo
-from script_runner import run_for_results
+from script_runner import every_simulator, export_and_run
 from snnexport import runtime
 from snnexport.compare import identical_fraction
 from snnexport.convert import convert
 from snnexport.errors import SnnexportError
 from snnexport.keras_reader import read_model
 from snnexport.simulator import ann_activations, simulate
-from snnexport.writers import get
-from snnexport.writers.base import WriteOptions
 
 STEPS = 100
-SIMULATOR_MODULE = {"brian2": "brian2", "nest": "nest", "pynn": "pyNN", "nengo": "nengo"}
 
 
 def _saved(mode: str, tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
@@ -87,20 +83,12 @@ def test_binary_rates_follow_the_step_function(mode: str, tmp_path: Path) -> Non
     # is decided by transient spikes; the suite's trained binary model measures classification)
 
 
-@pytest.mark.parametrize("writer", sorted(SIMULATOR_MODULE))
+@pytest.mark.parametrize("writer", every_simulator())
 def test_every_simulator_matches_the_reference_on_a_binary_network(writer: str, tmp_path: Path) -> None:
-    module = SIMULATOR_MODULE[writer]
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} is not installed (pip install 'snnexport[{writer}]')")
     path, x, _ = _saved("sign", tmp_path)
     net = convert(read_model(path), runtime.coerce_samples(x, tuple(x.shape[1:])))
     x = x[:4]
-    script = tmp_path / f"binary_{writer}.py"
-    rendered = get(writer).render(net, WriteOptions(output=script))
-    script.write_bytes(rendered.main)
-    for name, content in rendered.beside.items():
-        (tmp_path / name).write_bytes(content)
-    ours = run_for_results(script, x, "--steps", "40")
+    ours = export_and_run(writer, net, x, tmp_path, 40)
     ref = simulate(net, x, steps=40, delay="step")
     assert (ref["counts_0"] < 0).any()  # negative spikes are exercised
     assert identical_fraction(ours, ref)["all"] >= 0.999

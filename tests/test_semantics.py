@@ -178,6 +178,14 @@ def test_gate_tie_goes_to_the_cell_that_reached_the_count_first() -> None:
         assert r["gate_counts_0"][0, 0] == T // 2, first
 
 
+def test_gate_tie_break_holds_beyond_the_exact_single_key() -> None:
+    """At T·(T+1) >= 2**24 the simulator compares (count, since) pairs instead of one float32 key."""
+    T = 4100
+    for first in ("a", "b"):
+        r = simulate(*tie_net(first), steps=T)
+        assert r["gate_counts_0"][0, 0] == T // 2, first
+
+
 def test_gate_passes_the_most_active_cell_only() -> None:
     # four cells with currents 0.25, 0.75, 0.5, 0.125: the gate passes exactly the 0.75 cell's spikes
     p = pop("p", (2, 2, 1), 1, [0.25, 0.75, 0.5, 0.125])
