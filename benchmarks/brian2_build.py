@@ -128,7 +128,7 @@ def describe_agreement(name: str, fraction: dict, ours: dict, ref: dict) -> None
 
 def bundled(args: argparse.Namespace, folder: Path) -> None:
     from snnexport.convert import convert
-    from snnexport.keras_reader import read_model
+    from snnexport.readers.keras import read_model
     from snnexport.simulator import ann_predict
     model = REPO / "snnexport" / "data" / "lenet_mnist.h5"
     with np.load(REPO / "snnexport" / "data" / "mnist_samples.npz") as z:
@@ -176,7 +176,7 @@ def lenet_shaped(width: int, path: Path) -> None:
 
 def scaling(args: argparse.Namespace, folder: Path) -> None:
     from snnexport.convert import convert
-    from snnexport.keras_reader import read_model
+    from snnexport.readers.keras import read_model
     with np.load(REPO / "snnexport" / "data" / "mnist_samples.npz") as z:
         calibration = z["x"][:100]
     print(f"build CPU time against the synapse count (best of {args.repeat}; the script's build_network(), kernel "

@@ -158,7 +158,7 @@ def main() -> None:
 
     from snnexport.compare import identical_fraction
     from snnexport.convert import convert
-    from snnexport.keras_reader import read_model
+    from snnexport.readers.keras import read_model
     from snnexport.simulator import simulate
 
     with np.load(SAMPLES) as d:

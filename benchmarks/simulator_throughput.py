@@ -43,7 +43,7 @@ SAMPLES = ROOT / "snnexport" / "data" / "mnist_samples.npz"
 def bundled() -> tuple[Network, np.ndarray, str]:
     """The converted bundled LeNet and its samples, or a random-weight LeNet of the same shape."""
     if MODEL.exists() and SAMPLES.exists():
-        from snnexport.keras_reader import read_model
+        from snnexport.readers.keras import read_model
         with np.load(SAMPLES) as z:
             x = z["x"].astype(np.float32)
         return convert(read_model(MODEL), x), x, f"{MODEL.name} (calibrated on {len(x)} bundled samples)"

@@ -4,7 +4,7 @@ Builds ``keras.applications.VGG16(weights=None)``, saves it as .h5 in a temporar
 runs, each in its own child process so that its peak RSS is its own:
 
 1. the CLI: ``python -m snnexport MODEL --to network -o OUT``;
-2. ``snnexport.keras_reader.read_model`` alone (the reading step's share of the CLI's figures).
+2. ``snnexport.readers.keras.read_model`` alone (the reading step's share of the CLI's figures).
 
 Targets: under 60 s, and peak RSS under 3x the weights' size (138 M x 4 bytes = 553 MB).
 Usage: ``KERAS_BACKEND=jax python benchmarks/vgg16_convert.py [--keep DIR]``.
@@ -92,12 +92,12 @@ def main() -> int:
     ok &= report("CLI --to network", *run_child(cli, work / "cli.log"), weight_bytes, work / "cli.log")
 
     reader = [sys.executable, "-c",
-              "import sys; from snnexport.keras_reader import read_model; "
+              "import sys; from snnexport.readers.keras import read_model; "
               "g = read_model(sys.argv[1]); print(len(g.nodes), 'nodes')", str(model)]
     ok &= report("read_model alone", *run_child(reader, work / "reader.log"), weight_bytes,
                  work / "reader.log")
 
-    baseline = [sys.executable, "-c", "import keras, snnexport.keras_reader"]
+    baseline = [sys.executable, "-c", "import keras, snnexport.readers.keras"]
     rc, wall, rss = run_child(baseline, work / "baseline.log")
     print(f"(for scale: importing keras + jax alone takes {wall:.1f} s and {rss / 2**20:.0f} MiB)")
     tmp.cleanup()

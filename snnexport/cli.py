@@ -114,7 +114,7 @@ def load_network(model: str, args: argparse.Namespace, quiet: bool = False):
     else:
         from . import data
         from .convert import convert
-        from .keras_reader import read_model
+        from .readers import read_model
         graph = read_model(path)
         calib, sha = None, ""
         if getattr(args, "calibration", None):

@@ -22,7 +22,7 @@ from snnexport import runtime
 from snnexport.compare import identical_fraction
 from snnexport.convert import convert
 from snnexport.errors import SnnexportError
-from snnexport.keras_reader import read_model
+from snnexport.readers.keras import read_model
 from snnexport.simulator import ann_activations, simulate
 
 STEPS = 100

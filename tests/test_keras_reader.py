@@ -1,4 +1,4 @@
-"""snnexport.keras_reader: every accepted model runs like Keras; every bad file gets one clear line."""
+"""snnexport.readers.keras: every accepted model runs like Keras; every bad file gets one clear line."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from keras import layers as L  # noqa: E402
 
 from snnexport import ops  # noqa: E402
 from snnexport.errors import SnnexportError, UnsupportedLayerError  # noqa: E402
-from snnexport.keras_reader import SUPPORTED_LAYERS, read_model  # noqa: E402
+from snnexport.readers.keras import SUPPORTED_LAYERS, read_model  # noqa: E402
 
 import model_zoo as zoo  # noqa: E402
 

@@ -17,7 +17,7 @@ from conftest import BUNDLED_MODEL, BUNDLED_SAMPLES  # noqa: E402
 
 from snnexport import opcount, runtime  # noqa: E402
 from snnexport.convert import convert  # noqa: E402
-from snnexport.keras_reader import read_model  # noqa: E402
+from snnexport.readers.keras import read_model  # noqa: E402
 from snnexport.network import Gate, InputSpec, Network, Neuron, Population, Projection  # noqa: E402
 from snnexport.ops import Conv2D, Dense, Reshape  # noqa: E402
 from snnexport.simulator import ann_activations, ann_predict, results_meta, simulate  # noqa: E402

@@ -23,7 +23,7 @@ from script_runner import run_for_results, run_script
 from snnexport import runtime
 from snnexport.compare import identical_fraction
 from snnexport.convert import convert
-from snnexport.keras_reader import read_model
+from snnexport.readers.keras import read_model
 from snnexport.network import Gate, Network
 from snnexport.writers import get
 from snnexport.writers.base import APPROXIMATED, FEATURES, NATIVE, REFUSED, WriteOptions

@@ -27,7 +27,7 @@ from snnexport import runtime
 from snnexport.compare import identical_fraction
 from snnexport.convert import convert
 from snnexport.errors import SnnexportError
-from snnexport.keras_reader import read_model
+from snnexport.readers.keras import read_model
 from snnexport.network import Gate, Network
 from snnexport.writers import get
 from snnexport.writers.base import APPROXIMATED, FEATURES, NATIVE, REFUSED, WriteOptions

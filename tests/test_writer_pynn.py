@@ -18,7 +18,7 @@ from conftest import BUNDLED_MODEL, BUNDLED_SAMPLES, needs
 from script_runner import run_for_results, run_script
 from snnexport.compare import identical_fraction
 from snnexport.convert import convert
-from snnexport.keras_reader import read_model
+from snnexport.readers.keras import read_model
 from snnexport.network import Gate
 from snnexport.writers import get
 from snnexport.writers.base import FEATURES, NATIVE, WriteOptions

@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 
 from snnexport import opcount  # noqa: E402
 from snnexport.convert import convert  # noqa: E402
-from snnexport.keras_reader import read_model  # noqa: E402
+from snnexport.readers.keras import read_model  # noqa: E402
 from snnexport.simulator import ann_predict, simulate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

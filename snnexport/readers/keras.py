@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from . import keras_layers, ops
-from .errors import SnnexportError, UnsupportedLayerError
-from .graph import Graph, Node
+from .. import keras_layers, ops
+from ..errors import SnnexportError, UnsupportedLayerError
+from ..graph import Graph, Node
 
 __all__ = ["read_model", "SUPPORTED_LAYERS", "ACCEPTED_EXTENSIONS"]
 

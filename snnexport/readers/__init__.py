@@ -1,0 +1,30 @@
+"""Model readers: a trained network file → an ANN :class:`~snnexport.graph.Graph`.
+
+One module per format. Each reader refuses what it cannot convert with one line and never runs
+code that a model file brings. :func:`read_model` picks the reader from the file name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+from ..errors import SnnexportError
+from ..graph import Graph
+
+# file extension → the reader module (imported only when such a file is read)
+READERS: dict[str, str] = {
+    ".h5": "keras", ".hdf5": "keras", ".keras": "keras",
+}
+
+
+def read_model(path: str | os.PathLike[str]) -> Graph:
+    """The ANN graph of a model file, read by the reader its extension names."""
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext not in READERS:
+        raise SnnexportError(f"{p}: unknown model file extension {ext or '(none)'!r}; "
+                             f"accepted: {', '.join(sorted(READERS))} (or a network file written by --to network)")
+    module = importlib.import_module(f"{__name__}.{READERS[ext]}")
+    return module.read_model(p)
