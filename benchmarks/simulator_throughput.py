@@ -118,8 +118,8 @@ def detail(net: Network, x: np.ndarray, T: int, repeat: int) -> None:
                            repeat)
             print(f"  batch {batch:>4}, group {group:>4}, Tc {tc:>4}: {sw / n / T * 1e6:7.1f} µs per sample-step "
                   f"wall, {sc / n / T * 1e6:7.1f} cpu", flush=True)
-        g, groups, tc, chunks = simulator.plan(batch, T, max(p.bias.size for p in net.populations))
-        print(f"  (default plan for batch {batch}: group {g}, Tc {tc})")
+        g, tc, chunks = simulator.plan(T, max(p.bias.size for p in net.populations))
+        print(f"  (default plan: group {g}, Tc {tc})")
     print("\nJAX vs numpy for the second convolution (16→32, 5×5 on 12×12 binary spikes), per row:")
     from jax import lax
     from numpy.lib.stride_tricks import sliding_window_view

@@ -50,8 +50,12 @@ In one step the current is ``(bias + Σ analog input projections) + Σ spiking p
 (in projection order), then ``V ← V + I``. A simulator that sums the same float32 numbers in
 another order can differ where V lands within rounding of θ: rare (the tests compare with a
 literal step-by-step numpy reading of the semantics). Spike counts are carried as float32, exact
-below 2**24 steps. For the same inputs and settings the results are the same bit for bit, also
-across batch sizes, groups and chunk lengths (tested).
+below 2**24 steps. For the same inputs and settings the results are the same bit for bit
+whatever the batch size and however many samples a run holds: every compiled call has the same
+number of rows, fixed by :func:`plan` from the network alone (tested). The tuning overrides
+``group`` and ``chunk_steps`` change that row count, and a matrix product may then round its last
+bit differently on some CPUs (the back-end allowance of docs/semantics.md); with exactly
+representable sums they change nothing (tested).
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ CPU_BYTES = 2 ** 20  # on a CPU, a population's state over one chunk (group × T
 CPU_MAX_ROWS = 256  # and a projection call has at most this many rows
 CPU_STEPS = 10  # steps per chunk that a group aims at
 GPU_ROWS = 4096  # rows per call on an accelerator
+GPU_STEPS = 16  # steps per chunk on an accelerator (so 256 samples per group)
 _HIGHEST = lax.Precision.HIGHEST
 _DELAYS = ("step", "zero")
 _READOUTS = ("count", "membrane", "softmax")
@@ -574,23 +579,27 @@ def _cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def plan(batch: int, steps: int, largest: int) -> tuple[int, int, int, int]:
-    """(group, groups, Tc, chunks) for ``batch`` samples, T steps and ``largest`` neurons in a population.
+def plan(steps: int, largest: int) -> tuple[int, int, int]:
+    """(group, Tc, chunks) for T steps and ``largest`` neurons in a population.
 
     A group of samples is simulated together with Tc steps folded into each projection call
     (group × Tc rows); the groups of a batch run one after another inside one compiled program.
     On a CPU both stay small so that every population's state stays in cache (module docstring).
+    The plan depends on the network and T alone, never on how many samples there are: a matrix
+    product may round its last bit differently for a different number of rows (seen with dense
+    layers on some x86-64 CPUs), so a fixed row count is what makes results independent of the
+    batch size, bit for bit. A short last group is padded with zero samples.
     """
     if _accelerated():
         rows = GPU_ROWS
-        group = max(1, min(batch, rows))
+        group = max(1, rows // GPU_STEPS)
     else:
         rows = max(1, min(CPU_MAX_ROWS, CPU_BYTES // (4 * max(largest, 1))))
-        group = max(1, min(batch, rows // CPU_STEPS))
+        group = max(1, rows // CPU_STEPS)
     tc = max(1, min(steps, rows // group))
     chunks = -(-steps // tc)
     tc = -(-steps // chunks)  # spread evenly: the least padding for this number of chunks
-    return group, -(-batch // group), tc, chunks
+    return group, tc, chunks
 
 
 # --- public API -------------------------------------------------------------------------------------
@@ -607,8 +616,9 @@ def simulate(net: Network, x: np.ndarray, labels: np.ndarray | None = None, *, s
     ``delay`` is "step" (one step per population, as every exported script) or "zero" (the
     paper's zero latency). ``batch`` samples are simulated at a time (on a CPU split over one
     thread per core); ``group`` (samples simulated together) and ``chunk_steps`` (Tc, steps folded
-    into one projection call) override :func:`plan`, for tuning. The results depend on none of
-    the three. ``progress`` prints the rate to stderr after each compiled call.
+    into one projection call) override :func:`plan`, for tuning. The results do not depend on
+    ``batch``; the two overrides may move the last bit of a sum (module docstring). ``progress``
+    prints the rate to stderr after each compiled call.
     """
     steps = int(net.settings.steps if steps is None else steps)
     readout = readout or net.settings.readout
@@ -627,11 +637,11 @@ def simulate(net: Network, x: np.ndarray, labels: np.ndarray | None = None, *, s
         raise SnnexportError(f"labels have shape {labels.shape}; expected ({n},)")
     batch = min(batch, n)
     largest = max(int(p.bias.size) for p in net.populations)
-    group_, groups, tc, chunks = plan(batch, steps, largest)
+    group_, tc, chunks = plan(steps, largest)
     if group is not None:
-        group_ = max(1, min(int(group), batch))
-        groups = -(-batch // group_)
+        group_ = max(1, int(group))
     group = group_
+    groups = -(-batch // group)
     if chunk_steps is not None:
         tc = max(1, min(int(chunk_steps), steps))
         chunks = -(-steps // tc)
