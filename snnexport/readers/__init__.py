@@ -16,6 +16,7 @@ from ..graph import Graph
 # file extension → the reader module (imported only when such a file is read)
 READERS: dict[str, str] = {
     ".h5": "keras", ".hdf5": "keras", ".keras": "keras",
+    ".onnx": "onnx",
 }
 
 
