@@ -191,7 +191,8 @@ def flatten_elementwise() -> onnx.ModelProto:
 
 def gemm_variants() -> onnx.ModelProto:
     b = Builder((10,))
-    h = b.relu(b.gemm(b.x, 10, 8, trans_b=True, alpha=0.5, beta=2.0))
+    x = b.op("Cast", [b.x], to=TensorProto.FLOAT)  # x.float(): nothing to do
+    h = b.relu(b.gemm(x, 10, 8, trans_b=True, alpha=0.5, beta=2.0))
     h = b.relu(b.gemm(h, 8, 6, trans_b=False, alpha=1.5, beta=0.25))
     h = b.op("BatchNormalization", [h, b.rand(6, positive=True), b.rand(6), b.rand(6), b.rand(6, positive=True)])
     h = b.op("Gemm", [h, b.rand(6, 4)])  # no bias

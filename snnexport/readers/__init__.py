@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import stat
 from pathlib import Path
 
 from ..errors import SnnexportError
@@ -18,6 +19,19 @@ READERS: dict[str, str] = {
     ".h5": "keras", ".hdf5": "keras", ".keras": "keras",
     ".onnx": "onnx",
 }
+
+
+def file_size(path: Path) -> int:
+    """The size of a model file, or a one-line error: missing, a directory, unreadable."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise SnnexportError(f"{path}: no such file") from None
+    except OSError as e:
+        raise SnnexportError(f"{path}: cannot read file ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SnnexportError(f"{path}: is a directory, not a model file")
+    return st.st_size
 
 
 def read_model(path: str | os.PathLike[str]) -> Graph:

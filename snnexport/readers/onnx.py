@@ -36,6 +36,7 @@ import numpy as np
 from .. import ops
 from ..errors import SnnexportError, UnsupportedLayerError
 from ..graph import Graph, Node
+from . import file_size
 from .keras import _first_line, _q
 
 __all__ = ["read_model", "SUPPORTED_OPS", "ACCEPTED_EXTENSIONS"]
@@ -52,9 +53,9 @@ SUPPORTED_OPS: tuple[str, ...] = (
     "Conv", "Gemm", "MatMul", "BatchNormalization", "Relu", "Clip", "MaxPool", "AveragePool",
     "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "Pad", "Concat",
     "Add", "Sub", "Mul", "Div", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout",
-    "Softmax",
+    "Softmax", "Cast",
     # constants and shape arithmetic only (evaluated in numpy while reading)
-    "Constant", "Shape", "Gather", "Slice", "Cast", "Transpose",
+    "Constant", "Shape", "Gather", "Slice", "Transpose",
 )
 _NOT_YET = {"ConvTranspose": "ConvTranspose is not supported yet"}
 _SUPPORTED_HINT = ("the ONNX reader converts CNN operators (Conv, Gemm/MatMul, pooling, "
@@ -82,14 +83,7 @@ def _onnx() -> Any:
 
 def _load(path: Path) -> Any:
     """The ModelProto of ``path`` (external data not followed), or a one-line refusal."""
-    if not path.exists():
-        raise SnnexportError(f"{path}: no such file")
-    if path.is_dir():
-        raise SnnexportError(f"{path}: is a directory, not a model file")
-    try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise SnnexportError(f"{path}: cannot read file ({e.strerror or e})") from None
+    size = file_size(path)
     if size == 0:
         raise SnnexportError(f"{path}: not a readable ONNX model (the file is empty)")
     if size > MAX_FILE_BYTES:
@@ -121,6 +115,11 @@ def _opset(model: Any, path: Path) -> int:
 def _check_model(model: Any, path: Path) -> None:
     """Refuse everything that could run code, hide data, or that we do not convert; then onnx.checker."""
     g = model.graph
+    names = [v.name for v in (*g.input, *g.output, *g.initializer)]
+    for node in g.node:
+        names += [node.name, node.op_type, node.domain, *node.input, *node.output]
+    if any(not isinstance(n, str) for n in names):  # protobuf hands invalid UTF-8 back as bytes
+        raise SnnexportError(f"{path}: not a readable ONNX model (a name in it is not valid UTF-8)")
     if len(model.functions):
         names = ", ".join(_q(f.name) for f in list(model.functions)[:3])
         raise UnsupportedLayerError(f"{path}: the model defines functions ({names}); only standard "
@@ -365,11 +364,13 @@ class _Ctx:
         return v.value
 
     def weights(self, i: int, what: str) -> np.ndarray:
-        """A constant float operand, as float64, finite."""
+        """A constant numeric operand, finite: float32 stays float32 (big weights are not doubled),
+        other types become float64."""
         arr = self.const(i, what)
         if arr.dtype.kind not in "fiub":
             raise self.refuse(f"its {what} has data type {arr.dtype}")
-        arr = arr.astype(np.float64)
+        if arr.dtype != np.float32:
+            arr = arr.astype(np.float64)
         if not np.isfinite(arr).all():
             raise SnnexportError(f"{self.label} has NaN or Inf in its {what}")
         return arr
@@ -447,6 +448,7 @@ class _Converter:
         self.env: dict[str, _Const | _Val] = {}
         self.initializers = {t.name: t for t in self.graph.initializer}
         self.needed_tensors: set[str] = set()
+        self.batch = (1, 2)  # two batch sizes (set from the input) that tell batch-dependent constants
 
     def fresh(self, base: str) -> str:
         cand, i = base, 2
@@ -483,15 +485,20 @@ class _Converter:
                                         "single-output models are supported")
         out_name = g.output[0].name
         needed = self._needed(out_name)
+        last_use = {name: idx for idx in sorted(needed) for name in g.node[idx].input}
         for idx, node in enumerate(g.node):
             if idx not in needed:
                 continue
             ins = [self.value(n) for n in node.input]
             ctx = _Ctx(self, node, idx, ins)
             outs = self._convert_node(ctx)
+            del ctx, ins
             for name, v in zip(node.output, outs):
                 if name:
                     self.env[name] = v
+            for name in node.input:  # a weight read for the last time: drop our copy of it now
+                if last_use.get(name) == idx and name != out_name and name in self.initializers:
+                    self.env.pop(name, None)
         out = self.env.get(out_name) if out_name in self.env else self.value(out_name)
         if not isinstance(out, _Val) or out.name == inp.name:
             raise UnsupportedLayerError(f"{self.path}: the model output {_q(out_name)} does not depend on "
@@ -530,7 +537,7 @@ class _Converter:
                 f"{self.path}: the model input {_q(i.name)} has shape {shown}; supported are (N, features), "
                 "(N, C, L) and (N, C, H, W) with fixed sizes after the batch axis")
         batch = dims[0].dim_value if dims[0].HasField("dim_value") and dims[0].dim_value > 0 else 0
-        self.batch = (batch or 1, (batch or 1) + 1)  # two batch sizes: tell batch-dependent constants
+        self.batch = (batch or 1, (batch or 1) + 1)
         oshape = tuple(int(d.dim_value) for d in per)
         val = _Val(i.name, oshape, _key(oshape))
         self.used.add(i.name)
@@ -859,7 +866,7 @@ def _h_conv(ctx: _Ctx) -> list[_Const | _Val]:
     kern = np.moveaxis(w, (0, 1), (-1, -2))
     if r == 1:
         kern = kern[None]
-    op = ops.Conv2D(kernel=np.ascontiguousarray(kern, np.float32),
+    op = ops.Conv2D(kernel=np.array(kern, np.float32, order="C"),
                     bias=None if bias is None else bias.astype(np.float32),
                     strides=_as2d(strides, 1), padding=_as2d(pads, (0, 0)),
                     dilation=_as2d(dilations, 1), groups=groups)
@@ -940,7 +947,7 @@ def _dense(ctx: _Ctx, x: _Val, weight: np.ndarray, bias: np.ndarray | None) -> l
         raise ctx.refuse(f"has a weight of shape {weight.shape} for {x.oshape[0]} inputs")
     if x.src is not None:
         weight = weight[_order(x.src)]
-    op = ops.Dense(weight=np.ascontiguousarray(weight, np.float32),
+    op = ops.Dense(weight=np.array(weight, np.float32, order="C"),
                    bias=None if bias is None else bias.astype(np.float32))
     return [ctx.emit([("dense", op)], (x.name,), (weight.shape[1],), None)]
 
@@ -953,12 +960,13 @@ def _h_gemm(ctx: _Ctx) -> list[_Const | _Val]:
     if b.ndim != 2:
         raise ctx.refuse(f"has a weight of shape {b.shape}; 2-D expected")
     w = b.T if ctx.attr_int("transB", 0) else b
-    w = ctx.attr_float("alpha", 1.0) * w
+    alpha = ctx.attr_float("alpha", 1.0)
+    w = w if alpha == 1.0 else alpha * w.astype(np.float64)
     bias = None
     if ctx.has(2):
         c = ctx.weights(2, "bias")
         try:
-            bias = ctx.attr_float("beta", 1.0) * np.broadcast_to(c, (1, w.shape[1]))[0]
+            bias = ctx.attr_float("beta", 1.0) * np.broadcast_to(c, (1, w.shape[1]))[0].astype(np.float64)
         except ValueError:
             raise ctx.refuse(f"has a bias of shape {c.shape} for {w.shape[1]} outputs") from None
     return _dense(ctx, x, w, bias)
@@ -1003,7 +1011,8 @@ def _h_batchnorm(ctx: _Ctx) -> list[_Const | _Val]:
         raise ctx.refuse("is in training mode; only inference BatchNormalization (running statistics) "
                          "is supported")
     c = x.oshape[0]
-    params = [ctx.weights(k, what) for k, what in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "variance"))]
+    params = [ctx.weights(k, what).astype(np.float64)
+              for k, what in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "variance"))]
     if any(p.shape != (c,) for p in params):
         raise ctx.refuse(f"has parameters of shapes {[p.shape for p in params]} for {c} channels")
     gamma, beta, mean, var = params
@@ -1059,6 +1068,13 @@ def _h_softmax(ctx: _Ctx) -> list[_Const | _Val]:
 
 
 def _h_identity(ctx: _Ctx) -> list[_Const | _Val]:
+    return [ctx.val(0)]
+
+
+def _h_cast(ctx: _Ctx) -> list[_Const | _Val]:
+    """A cast of a computed tensor to a float type changes nothing here (the graph is float32)."""
+    if ctx.attr_int("to", 0) not in _FLOAT_TYPES:
+        raise ctx.refuse("casts a computed tensor to a non-float type, which is not supported")
     return [ctx.val(0)]
 
 
@@ -1230,7 +1246,7 @@ _HANDLERS: dict[str, Handler] = {
     "ReduceMean": _h_reduce, "ReduceMax": _h_reduce, "Pad": _h_pad, "Concat": _h_concat,
     "Add": _h_arith, "Sub": _h_arith, "Mul": _h_arith, "Div": _h_arith,
     "Flatten": _h_flatten, "Reshape": _h_reshape, "Squeeze": _h_squeeze, "Unsqueeze": _h_unsqueeze,
-    "Identity": _h_identity, "Dropout": _h_dropout, "Softmax": _h_softmax,
+    "Identity": _h_identity, "Dropout": _h_dropout, "Softmax": _h_softmax, "Cast": _h_cast,
 }
 assert set(_HANDLERS) | set(_FOLDERS) == set(SUPPORTED_OPS)
 
