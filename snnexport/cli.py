@@ -15,6 +15,7 @@ product to stdout or ``-o``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import math
 import os
@@ -23,7 +24,7 @@ import signal
 import stat
 import sys
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from . import __version__, runtime
 from .errors import SnnexportError
@@ -88,25 +89,27 @@ def _one_line(text: str) -> str:
     return " ".join(text.split()) or "unknown problem"
 
 
-def say(text: str = "") -> None:
-    """A line of the product on standard output; a full disk or a closed device is one line, not a crash."""
+@contextlib.contextmanager
+def stdout_errors() -> Iterator[None]:
+    """A failed write to standard output (a full disk, a device that refuses) becomes one line."""
     try:
-        print(text)
-    except BrokenPipeError:
+        yield
+    except BrokenPipeError:  # the reader went away (`| head`): main ends quietly
         raise
     except OSError as e:
         _silence_stdout()
         raise SnnexportError(f"cannot write to standard output: {e.strerror or e}") from None
+
+
+def say(text: str = "") -> None:
+    """A line of the product on standard output."""
+    with stdout_errors():
+        print(text)
 
 
 def _flush_stdout() -> None:
-    try:
+    with stdout_errors():
         sys.stdout.flush()
-    except BrokenPipeError:
-        raise
-    except OSError as e:
-        _silence_stdout()
-        raise SnnexportError(f"cannot write to standard output: {e.strerror or e}") from None
 
 
 def _flush_stdout_quietly() -> None:
@@ -350,7 +353,7 @@ def convert_command(argv: list[str]) -> int:
     inputs = (args.model, args.calibration, args.samples)
     out = Path(args.output) if args.output else None
     if out is not None:
-        check_output(out, inputs, "-o")
+        check_output(args.output, inputs, "-o")  # the text as given: Path() drops a trailing slash
         shadowed = _shadowed_module(out, writer)
         if shadowed:
             raise SnnexportError(f"-o {out}: a script named {out.name} would shadow the module {shadowed!r} "
@@ -383,17 +386,12 @@ def write_stdout(content: bytes | Callable[[BinaryIO], None]) -> None:
             target = runtime.as_stream(target)
     except (OSError, ValueError, AttributeError):
         pass
-    try:
+    with stdout_errors():
         if callable(content):
             content(target)
         else:
             target.write(content)
         sys.stdout.flush()
-    except BrokenPipeError:
-        raise
-    except OSError as e:
-        _silence_stdout()
-        raise SnnexportError(f"cannot write to standard output: {e.strerror or e}") from None
 
 
 def _bundled_samples(args: argparse.Namespace, net):
@@ -472,7 +470,8 @@ def simulate_command(argv: list[str]) -> int:
     p.add_argument("--batch", type=int_range("--batch", 1), default=100, help="samples simulated at once (default 100)")
     p.add_argument("--delay", choices=("step", "zero"), default="step",
                    help="one step per population (default, as every exported script) or the paper's zero latency")
-    p.add_argument("--seed", type=int_range("--seed", 0, MAX_SEED), default=0)
+    p.add_argument("--seed", type=int_range("--seed", 0, MAX_SEED), default=0,
+                   help="seed of Poisson input and the spiking softmax (default 0)")
     p.add_argument("--out", help="write the results file (.npz, the layout of the exported scripts)")
     add_conversion_options(p)
     args = p.parse_args(argv)

@@ -258,7 +258,7 @@ def check_output_path(path, inputs=(), what="output"):
         st = None
     except OSError as e:
         raise ValueError(f"{what} {text}: {e.strerror or e}") from None
-    if st is not None and stat.S_ISDIR(st.st_mode):
+    if (st is not None and stat.S_ISDIR(st.st_mode)) or text.endswith(os.sep):
         raise ValueError(f"{what} {text} is a directory; give a file name")
     if st is not None and not stat.S_ISREG(st.st_mode):
         return  # a device or a pipe: written as a stream, it cannot destroy an input file

@@ -368,11 +368,12 @@ def _code_sha256(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path)
 
 def _remember(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path) -> None:
     """Beside a kept results file, what it was made from: what --reuse-results checks."""
-    from . import data
+    from . import data, runtime
     info = {"network_sha256": _network_sha256(net), "inputs_sha256": data.sha256_of(x), "samples": len(x),
             "steps": net.settings.steps, "code_sha256": _code_sha256(run, net, x, labels, out),
             "seconds": run.seconds, "version": run.version, "notes": run.notes, "script": run.script}
-    (out / "results" / f"{_safe_file(run.name)}.json").write_text(json.dumps(info, indent=1) + "\n")
+    text = (json.dumps(info, indent=1) + "\n").encode("utf-8")
+    runtime.write_output(out / "results" / f"{_safe_file(run.name)}.json", lambda f: f.write(text))
 
 
 def _reuse(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path) -> bool:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ENV = dict(os.environ, KERAS_BACKEND="jax")
 # Peak memory of a child, in bytes: ru_maxrss of the children waited for by a fresh Python process.
 _PEAK = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
@@ -64,3 +66,16 @@ def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
         else:
             out[p.name] = ("dir", p.stat().st_mode)
     return out
+
+
+def small_network(folder: Path, samples: int, seed: int = 3) -> Path:
+    """The zoo's small LeNet (16x16x1) in ``folder``: model.h5, data.npz (x and labels y) and net.snn
+    converted from them (at most 50 calibration samples). Returns the folder."""
+    import model_zoo
+    from snnexport.cli import main
+    model = model_zoo.build_lenet()
+    model.save(folder / "model.h5")
+    np.savez(folder / "data.npz", x=model_zoo.sample_input(model, samples, seed=seed), y=np.arange(samples) % 10)
+    assert main([str(folder / "model.h5"), "--calibration", str(folder / "data.npz"), "--calibration-samples", "50",
+                 "-o", str(folder / "net.snn")]) == 0
+    return folder

@@ -15,7 +15,7 @@ import pytest
 from snnexport.cli import main
 from snnexport.network import Network
 
-from cli_runner import ENV, assert_refused, snnexport
+from cli_runner import ENV, assert_refused, small_network, snnexport
 from conftest import BUNDLED_MODEL, BUNDLED_SAMPLES, needs
 from model_zoo import HOSTILE_NAMES, build_hostile_names, build_lenet
 
@@ -156,13 +156,9 @@ def test_capabilities_and_writers(capsys):
 # --- options checked up front, through the real command --------------------------------------------
 
 @pytest.fixture(scope="module")
-def network(tmp_path_factory, small_model) -> tuple[Path, Path]:
-    """The small model's network file and labelled data for it (300 samples)."""
-    d = tmp_path_factory.mktemp("net")
-    x = np.random.default_rng(2).uniform(0, 1, (300, 16, 16, 1)).astype(np.float32)
-    np.savez(d / "data.npz", x=x, y=np.arange(300) % 10)
-    assert main([str(small_model), "--calibration", str(d / "data.npz"), "--calibration-samples", "50",
-                 "-o", str(d / "net.snn")]) == 0
+def network(tmp_path_factory) -> tuple[Path, Path]:
+    """A small network file and 300 labelled samples for it."""
+    d = small_network(tmp_path_factory.mktemp("net"), 300)
     return d / "net.snn", d / "data.npz"
 
 

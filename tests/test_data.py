@@ -12,10 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import model_zoo
-from cli_runner import assert_refused, peak_rss, snnexport
+from cli_runner import assert_refused, peak_rss, small_network, snnexport
 from snnexport import data
-from snnexport.cli import main
 from snnexport.errors import SnnexportError
 
 SHAPE = (16, 16, 1)  # the zoo LeNet's input
@@ -24,13 +22,7 @@ MB = 2 ** 20
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("data")
-    model = model_zoo.build_lenet()
-    model.save(d / "model.h5")
-    x = model_zoo.sample_input(model, 8, seed=4)
-    np.savez(d / "small.npz", x=x, y=np.arange(8))
-    assert main([str(d / "model.h5"), "--calibration", str(d / "small.npz"), "-o", str(d / "net.snn")]) == 0
-    return d
+    return small_network(tmp_path_factory.mktemp("data"), 8)
 
 
 def _npy_header(shape: tuple[int, ...], dtype=np.float32) -> bytes:
@@ -88,7 +80,7 @@ def test_a_deflate_bomb_costs_only_the_rows_asked_for(work, bomb, command):
             return ["simulate", work / "net.snn", "--data", data_file, "-n", "3"]
         return [work / "model.h5", "--calibration", data_file, "--calibration-samples", "3", "-o", work / "b.snn"]
 
-    base, code, err = peak_rss(*args(work / "small.npz"))
+    base, code, err = peak_rss(*args(work / "data.npz"))
     assert code == 0, err
     rss, code, err = peak_rss(*args(bomb))
     assert code == 0, err
@@ -123,7 +115,7 @@ def test_a_memory_mapped_npy_reads_only_the_rows_asked_for(work, tmp_path):
     a = np.lib.format.open_memmap(big, "w+", np.float32, (300_000,) + SHAPE)  # 307 MB, sparse on disk
     a[:3] = 0.5
     del a
-    base, code, err = peak_rss("simulate", work / "net.snn", "--data", work / "small.npz", "-n", "3")
+    base, code, err = peak_rss("simulate", work / "net.snn", "--data", work / "data.npz", "-n", "3")
     rss, code, err = peak_rss("simulate", work / "net.snn", "--data", big, "-n", "3")
     assert code == 0, err
     assert rss < base + 32 * MB, (rss / MB, base / MB)

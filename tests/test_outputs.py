@@ -12,23 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import model_zoo
-from cli_runner import assert_refused, snapshot, snnexport
+from cli_runner import assert_refused, small_network, snapshot, snnexport
 from snnexport import runtime
-from snnexport.cli import main
 from snnexport.network import Network
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
-    """A folder with a small model, labelled data for it and its network file."""
-    d = tmp_path_factory.mktemp("outputs")
-    model = model_zoo.build_lenet()
-    model.save(d / "model.h5")
-    x = model_zoo.sample_input(model, 12, seed=3)
-    np.savez(d / "data.npz", x=x, y=np.arange(12) % 10)
-    np.save(d / "samples.npy", x[:4])
-    assert main([str(d / "model.h5"), "--calibration", str(d / "data.npz"), "-o", str(d / "net.snn")]) == 0
+    """A folder with a small model, labelled data for it, its network file and a few samples."""
+    d = small_network(tmp_path_factory.mktemp("outputs"), 12)
+    np.save(d / "samples.npy", np.load(d / "data.npz")["x"][:4])
     return d
 
 
@@ -46,6 +39,7 @@ def _unchanged(folder: Path, run) -> subprocess.CompletedProcess:
     (["net.snn", "--to", "nest", "-o", "net.snn"], ["-o net.snn", "input file"]),
     (["net.snn", "-o", "./link-to-net.snn"], ["input file net.snn"]),  # another name, same file
     (["net.snn", "-o", "."], ["is a directory"]),
+    (["net.snn", "-o", "newdir/"], ["is a directory"]),
     (["net.snn", "-o", "nodir/net.snn"], ["folder nodir does not exist"]),
     (["simulate", "net.snn", "--data", "data.npz", "--out", "net.snn"], ["--out net.snn", "input file"]),
     (["simulate", "net.snn", "--data", "data.npz", "--out", "data.npz"], ["--out data.npz", "input file"]),
