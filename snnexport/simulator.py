@@ -628,8 +628,12 @@ def simulate(net: Network, x: np.ndarray, labels: np.ndarray | None = None, *, s
         raise SnnexportError(f"delay must be one of {', '.join(_DELAYS)}, not {delay!r}")
     if readout not in _READOUTS:
         raise SnnexportError(f"readout must be one of {', '.join(_READOUTS)}, not {readout!r}")
-    if not 1 <= steps < 2 ** 24 or batch < 1 or clamp < 0:  # counts are exact float32 integers below 2**24
-        raise SnnexportError("steps must be in [1, 2**24), batch positive and clamp non-negative")
+    if not 1 <= steps < 2 ** 24:  # counts are exact float32 integers below 2**24
+        raise SnnexportError(f"steps must be from 1 to {2 ** 24 - 1}, not {steps}")
+    if batch < 1:
+        raise SnnexportError(f"batch must be at least 1, not {batch}")
+    if clamp < 0:
+        raise SnnexportError(f"clamp must be at least 0, not {clamp}")
     x = runtime.coerce_samples(x, net.input.shape, "samples")
     n = len(x)
     labels = np.full(n, -1, np.int64) if labels is None else np.asarray(labels, np.int64).reshape(-1)
@@ -683,7 +687,7 @@ def simulate(net: Network, x: np.ndarray, labels: np.ndarray | None = None, *, s
         with ThreadPoolExecutor(max_workers=workers) as pool:
             yield from pool.map(call, starts[1:])  # in order; JAX runs concurrent calls in parallel
 
-    start = time.perf_counter()
+    start, compiled, first = time.perf_counter(), None, 0  # the rate counts from the first call's end
     for idx, r in calls():
         m = len(idx)
         for k in range(len(pops)):
@@ -696,9 +700,13 @@ def simulate(net: Network, x: np.ndarray, labels: np.ndarray | None = None, *, s
         if v_traj is not None:
             v_traj[idx] = _time_major(r["v_traj"], steps)[:m]
         if progress:
-            done = idx[-1] + 1
-            rate = done * steps / max(time.perf_counter() - start, 1e-9)
-            print(f"simulated {done}/{n} samples ({rate:.0f} sample-steps/s)", file=sys.stderr)
+            done, now = idx[-1] + 1, time.perf_counter()
+            if compiled is None:  # the first call compiles: its time says nothing of the rate
+                compiled, first = now, done
+                how = f"first call, compilation included: {now - start:.1f} s"
+            else:
+                how = f"{(done - first) * steps / max(now - compiled, 1e-9):.0f} sample-steps/s"
+            print(f"snnexport: simulated {done}/{n} samples ({how})", file=sys.stderr, flush=True)
     if readout == "softmax":  # the paper's spiking softmax, drawn on the host exactly as the scripts do
         live = np.arange(1, steps + 1) > clamp * pops[out_i].depth
         for i in range(n):

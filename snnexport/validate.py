@@ -82,8 +82,8 @@ TAIL_CHARS = 3000  # stderr kept from a failed script
 # --- command line ------------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
-    from .cli import add_conversion_options
-    p = argparse.ArgumentParser(
+    from .cli import Parser, add_conversion_options, int_range, number_range
+    p = Parser(
         prog="snnexport validate",
         description="Run the converted network on the reference simulator and on every exported "
                     "simulator script, and write a report comparing their spikes with the ANN and "
@@ -92,14 +92,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="evaluation samples (.npy, or .npz with x/y or x_test/y_test)")
     p.add_argument("--sim", default=",".join(DEFAULT_SIMS),
                    help=f"comma-separated simulators (default: {','.join(DEFAULT_SIMS)})")
-    p.add_argument("-n", type=int, default=None, metavar="N", help="use the first N samples (default: all)")
+    p.add_argument("-n", type=int_range("-n", 1), default=None, metavar="N",
+                   help="use the first N samples (default: all; only these are read)")
     p.add_argument("--script-n", default=None, metavar="M",
                    help="samples for the exported simulators (default: N; the reference runs N): a number, "
                         "and/or SIM=COUNT pairs, e.g. 1000,brian2=200")
-    p.add_argument("--batch", type=int, default=100, help="samples the reference simulates at once (default 100)")
-    p.add_argument("--jobs", type=int, default=1, metavar="J",
+    p.add_argument("--batch", type=int_range("--batch", 1), default=100, help="samples the reference simulates at once (default 100)")
+    p.add_argument("--jobs", type=int_range("--jobs", 1), default=1, metavar="J",
                    help="exported scripts run at once (default 1; their timings then share the CPU)")
-    p.add_argument("--timeout", type=float, default=3600.0, metavar="S",
+    p.add_argument("--timeout", type=number_range("--timeout", 0), default=3600.0, metavar="S",
                    help="seconds each exported script may run before it is stopped (default 3600)")
     p.add_argument("--report", required=True, metavar="DIR", help="directory for report.html, report.json, scripts/")
     p.add_argument("--keep-results", action="store_true",
@@ -121,33 +122,61 @@ def validate_main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("KERAS_BACKEND", "jax")
     log = Progress(args.quiet)
-    for name, value in (("-n", args.n), ("--batch", args.batch), ("--jobs", args.jobs)):
-        if value is not None and value < 1:
-            raise SnnexportError(f"{name} must be at least 1")
     default_script_n, per_sim_n = parse_script_n(args.script_n)
-    if args.timeout <= 0:
-        raise SnnexportError("--timeout must be positive")
     sims = [s.strip() for s in args.sim.split(",") if s.strip()]
     if not sims:
         raise SnnexportError("--sim names no simulator")
     sims = list(dict.fromkeys(sims))  # a simulator named twice runs once
+    known = known_simulators()
+    if not set(sims) & set(known):  # one unknown name among known ones becomes a column that says so
+        raise SnnexportError(f"--sim: unknown simulator{'s' if len(sims) > 1 else ''} "
+                             f"{', '.join(map(repr, sims))}; known: {', '.join(known)}")
+    out = Path(args.report)
+    _check_report_dir(out, (args.model, args.data, args.calibration))
 
     from . import data
     from .cli import load_network
     net = load_network(args.model, args, quiet=args.quiet)
-    x, y = data.load_samples(args.data, net.input.shape, "data", False, args.input_scale)
-    if args.n is not None:
-        x, y = x[: args.n], (y[: args.n] if y is not None else None)
+    x, y = data.load_samples(args.data, net.input.shape, "data", False, args.input_scale, limit=args.n)
     n_scripts = min(len(x), default_script_n) if default_script_n is not None else len(x)
     labels = y if y is not None else np.full(len(x), -1, np.int64)
 
-    out = Path(args.report)
     try:
         (out / "scripts").mkdir(parents=True, exist_ok=True)
         (out / "logs").mkdir(exist_ok=True)
         (out / "results").mkdir(exist_ok=True)
     except OSError as e:
         raise SnnexportError(f"cannot create the report directory {out}: {e}") from None
+    try:
+        return _validate(args, argv, log, net, x, labels, n_scripts, sims, per_sim_n, out)
+    except KeyboardInterrupt:
+        _stop_children()  # they run in sessions of their own: the terminal's Ctrl-C does not reach them
+        for f in [*(out / "scripts").glob("_inputs*.npy"), *(out / "scripts").glob(".*.part"),
+                  *(out / "results").glob(".*.part")]:
+            f.unlink(missing_ok=True)  # nothing half-made stays behind
+        raise
+
+
+def _check_report_dir(out: Path, inputs: tuple[str | None, ...]) -> None:
+    """--report names a directory (made if missing) whose managed files are none of the inputs."""
+    if out.exists() and not out.is_dir():
+        raise SnnexportError(f"--report {out} is a file, not a directory")
+    managed = [out / "report.json", out / "report.html", out / "scripts", out / "logs", out / "results"]
+    for source in inputs:
+        if not source:
+            continue
+        src = Path(source).resolve()
+        for m in managed:
+            m = m.resolve()
+            if src == m or m in src.parents:
+                raise SnnexportError(f"--report {out}: the input {source} lies in {m.name}, which validate "
+                                     "writes or clears; give another report directory")
+
+
+def _validate(args: argparse.Namespace, argv: list[str], log: "Progress", net, x: np.ndarray, labels: np.ndarray,
+              n_scripts: int, sims: list[str], per_sim_n: dict[str, int], out: Path) -> int:
+    """The runs, the comparison and the report, once the inputs are loaded."""
+    from . import runtime
 
     t0 = time.perf_counter()
     steps = net.settings.steps
@@ -166,9 +195,12 @@ def validate_main(argv: list[str]) -> int:
     # The reference first and alone (it uses every core); then the scripts, --jobs at a time.
     order = list(enumerate(sims, 1))
     done = {sim: one(i, sim) for i, sim in order if sim == "reference"}
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+    pool = ThreadPoolExecutor(max_workers=args.jobs)
+    try:
         futures = {sim: pool.submit(one, i, sim) for i, sim in order if sim != "reference"}
         done.update({sim: f.result() for sim, f in futures.items()})
+    finally:  # on Ctrl-C, do not wait here for scripts still running (the caller stops them)
+        pool.shutdown(wait=False, cancel_futures=True)
     runs = [done[sim] for sim in sims]
 
     log("comparing with the ANN and between simulators")
@@ -177,10 +209,14 @@ def validate_main(argv: list[str]) -> int:
     report["seconds"] = round(time.perf_counter() - t0, 2)
     scatter = report.pop("_scatter", {})
     report = _json_safe(report)
-    (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False, allow_nan=False) + "\n",
-                                     encoding="utf-8")
+    text = json.dumps(report, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
     log("drawing the plots")
-    (out / "report.html").write_text(render_html(report, scatter), encoding="utf-8")
+    page = render_html(report, scatter)
+    try:
+        runtime.write_outputs({out / "report.json": lambda f: f.write(text.encode("utf-8")),
+                               out / "report.html": lambda f: f.write(page.encode("utf-8"))})
+    except ValueError as e:
+        raise SnnexportError(str(e)) from None
     if not (args.keep_results or args.reuse_results):
         for f in [*(out / "results").glob("*.npz"), *(out / "results").glob("*.json")]:
             f.unlink()
@@ -332,11 +368,12 @@ def _code_sha256(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path)
 
 def _remember(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path) -> None:
     """Beside a kept results file, what it was made from: what --reuse-results checks."""
-    from . import data
+    from . import data, runtime
     info = {"network_sha256": _network_sha256(net), "inputs_sha256": data.sha256_of(x), "samples": len(x),
             "steps": net.settings.steps, "code_sha256": _code_sha256(run, net, x, labels, out),
             "seconds": run.seconds, "version": run.version, "notes": run.notes, "script": run.script}
-    (out / "results" / f"{_safe_file(run.name)}.json").write_text(json.dumps(info, indent=1) + "\n")
+    text = (json.dumps(info, indent=1) + "\n").encode("utf-8")
+    runtime.write_output(out / "results" / f"{_safe_file(run.name)}.json", lambda f: f.write(text))
 
 
 def _reuse(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path) -> bool:
@@ -421,12 +458,36 @@ def _run_script(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path, 
     _check_results(run, net, len(x))
 
 
+_CHILDREN: set[subprocess.Popen] = set()  # scripts running now, for Ctrl-C (_stop_children)
+
+
+def _stop_children(grace: float = 5.0) -> None:
+    """Interrupt every running script's process group (each removes its own temporary files, as on
+    Ctrl-C); kill the groups still there after ``grace`` seconds."""
+    procs = list(_CHILDREN)
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGINT)
+        except (ProcessLookupError, PermissionError):
+            pass
+    end = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
 def _run_process(cmd: list[str], cwd: Path, stem: Path, timeout: float) -> tuple[int, bool]:
     """Run cmd with stdout/stderr to files; on timeout kill its whole process group. (code, timed out)."""
     with open(stem.with_suffix(".stdout.txt"), "wb") as fo, open(stem.with_suffix(".stderr.txt"), "wb") as fe:
         # A session of its own: a timeout stops the script's children too (compilers, MPI helpers).
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
+        _CHILDREN.add(proc)
         try:
             return proc.wait(timeout=timeout), False
         except subprocess.TimeoutExpired:
@@ -443,6 +504,8 @@ def _run_process(cmd: list[str], cwd: Path, stem: Path, timeout: float) -> tuple
                 pass
             proc.wait()
             raise
+        finally:
+            _CHILDREN.discard(proc)
 
 
 def _check_results(run: SimRun, net, n: int) -> None:

@@ -19,6 +19,7 @@ import gc
 import json
 import math
 import os
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -116,10 +117,20 @@ def _read_h5_config(path: Path) -> str | bytes:
         raise SnnexportError(f"{path}: HDF5 file is truncated or corrupt ({_first_line(e)})") from None
 
 
+def _unsafe_member(name: str) -> bool:
+    """A zip member name that would land outside the folder it is extracted to."""
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":") or "\0" in name
+
+
 def _read_keras_config(path: Path) -> bytes:
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
+            bad = next((n for n in names if _unsafe_member(n)), None)
+            if bad is not None:  # Keras would extract the archive; refuse before it sees one that escapes
+                raise SnnexportError(f"{path}: the archive holds the member {bad!r}, a path outside the archive "
+                                     "(absolute or with '..'); a Keras model never does")
             if "config.json" not in names:
                 raise SnnexportError(f"{path}: not a Keras model archive (no config.json inside)")
             if "model.weights.h5" not in names:
@@ -274,7 +285,9 @@ def _load_keras(path: Path) -> _Loaded:
     saved = list(registry) if registry else []
     scope = keras.StatelessScope(initialize_variables=False)
     try:
-        with scope:
+        # Keras' warnings (about an optimizer it skips, say) are Python's multi-line noise to a user
+        with scope, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             # snnexport's own layers, by their registered names (no code of the file runs)
             custom = {keras_layers.REGISTERED_NAME: keras_layers.binary_activation_class()}
             model = keras.models.load_model(str(path), compile=False, safe_mode=True, custom_objects=custom)
@@ -724,18 +737,23 @@ assert set(_HANDLERS) | {"InputLayer"} == set(SUPPORTED_LAYERS)
 def read_model(path: str | os.PathLike[str]) -> Graph:
     """Read a Keras .h5/.keras model into a Graph, refusing (one line) anything we cannot convert."""
     p = Path(path)
-    check_config(_read_config(p))  # before Keras sees the file: no model code may ever run
-    loaded = _load_keras(p)
     try:
-        graph = _convert(loaded)
-    except SnnexportError:
-        raise
-    except Exception as e:  # a model shape we did not foresee: still one line, never a traceback
-        raise SnnexportError(f"{p}: cannot convert the model: {type(e).__name__}: {_first_line(e)} "
-                             "(please report this)") from None
-    finally:
-        del loaded
-        gc.collect()  # the Keras model and its scope hold the only other copy of the weights
+        check_config(_read_config(p))  # before Keras sees the file: no model code may ever run
+        loaded = _load_keras(p)
+        try:
+            graph = _convert(loaded)
+        except SnnexportError:
+            raise
+        except Exception as e:  # a model shape we did not foresee: still one line, never a traceback
+            raise SnnexportError(f"{p}: cannot convert the model: {type(e).__name__}: {_first_line(e)} "
+                                 "(please report this)") from None
+        finally:
+            del loaded
+            gc.collect()  # the Keras model and its scope hold the only other copy of the weights
+    except SnnexportError as e:
+        if str(e).startswith(f"{p}:"):
+            raise
+        raise type(e)(f"{p}: {e}") from None  # every refusal names the file, e.g. "model.h5: layer 'x': ..."
     return graph
 
 
