@@ -387,6 +387,10 @@ class _Checker:
             if n["depth"] != want:
                 self.fail(f"{path}.depth", f"expected {want}, {why}; got {n['depth']}")
             depth[name] = want
+        deepest = max(depth.values())
+        if s["clamp"] * deepest >= 2 ** 31:  # clamped steps (clamp × depth) are counted in 32-bit integers
+            self.fail("settings.clamp", f"expected clamp * the deepest population's depth ({deepest}) below 2**31, "
+                                        f"got {s['clamp']}")
 
     def op(self, d: Any, path: str, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         """One op of a projection: its parameters, then its output shape for ``in_shape``."""

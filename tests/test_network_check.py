@@ -630,3 +630,18 @@ def test_check_document_takes_array_descriptions_only():
     doc["nodes"][0]["depth"] = 2
     with pytest.raises(SnnexportError, match=r"nodes\[0\]\.depth: expected 1, one more than the deepest"):
         check_document(doc, infos)
+
+
+def test_clamp_times_depth_fits_in_32_bits():
+    """Clamped steps (clamp * depth) are counted in 32-bit integers: a deep chain bounds the clamp."""
+    n = 130
+    pops = [Population(f"p{i}", (1,), np.full(1, 0.5, np.float32), "relu", 1.0, i + 1) for i in range(n)]
+    projs = [Projection("x" if i == 0 else f"p{i - 1}", f"p{i}", [ops.Dense(np.ones((1, 1), np.float32))])
+             for i in range(n)]
+    net = Network(InputSpec("x", (1,)), pops, projs, f"p{n - 1}")
+    net.settings.clamp = 2 ** 31 // n
+    check_network(net)
+    net.settings.clamp += 1
+    with pytest.raises(SnnexportError, match=r"settings\.clamp: expected clamp \* the deepest population's depth "
+                                             r"\(130\) below 2\*\*31, got 16519105$"):
+        simulate(net, np.zeros((1, 1), np.float32), steps=5)
