@@ -77,6 +77,7 @@ from jax import lax
 from . import __version__, runtime
 from .errors import SnnexportError
 from .network import Gate, Network, Population, Projection
+from .network_check import check_network
 from .ops import Op
 
 CPU_BYTES = 2 ** 20  # on a CPU, a population's state over one chunk (group × Tc rows) stays under this
@@ -620,6 +621,7 @@ def simulate(net: Network, x: np.ndarray, labels: np.ndarray | None = None, *, s
     ``batch``; the two overrides may move the last bit of a sum (module docstring). ``progress``
     prints the rate to stderr after each compiled call.
     """
+    check_network(net)  # the schema of docs/semantics.md' objects: everything below relies on it
     steps = int(net.settings.steps if steps is None else steps)
     readout = readout or net.settings.readout
     seed = int(net.settings.seed if seed is None else seed)
