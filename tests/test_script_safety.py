@@ -45,23 +45,23 @@ WRITERS = list(SIMULATORS)
 MARK = "canary_hit"  # every code payload assigns it: as a name outside a string it would be injected code
 _CODE = f"{MARK} = open('CANARY', 'w')"
 PAYLOADS: list[object] = [
-    f"x\n{_CODE}",  # given to every field; the others rotate over the fields
-    f"x\r{MARK} = __import__('os').system('touch CANARY')",
-    f"x\r\n{_CODE}",
-    f"x\u2028{_CODE}",
-    f"x\u2029{_CODE}",
-    f"x\x85{_CODE}",
-    f"x\x0b{_CODE}",
-    f"x\x0c{_CODE}",
-    f"x\x1c{_CODE}",
-    f"x\x00{_CODE}",
+    f"0\n{_CODE}",  # given to every field; the others rotate over the fields
+    f"0\r{MARK} = __import__('os').system('touch CANARY')",
+    f"0\r\n{_CODE}",
+    f"0\u2028{_CODE}",
+    f"0\u2029{_CODE}",
+    f"0\x85{_CODE}",
+    f"0\x0b{_CODE}",
+    f"0\x0c{_CODE}",
+    f"0\x1c{_CODE}",
+    f"0\x00{_CODE}",
     f'"""\n{MARK} = open("CANARY", "w")\n"""',
     f"'''\n{_CODE}\n'''",
-    f"x\\\n{_CODE}",  # a line continuation if written raw
+    f"0\\\n{_CODE}",  # a line continuation if written raw
     "\\",
     f"x'); {_CODE}; ('",
     f'x"); {MARK} = open("CANARY", "w"); ("',
-    f"x # \n{_CODE}",
+    f"0 # \n{_CODE}",
     f"{{{{ 7*7 }}}}\n{_CODE}",
     f"{{% raw %}}\n{_CODE}",
     "{{ 7*7 }}",
