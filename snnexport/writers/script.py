@@ -1,15 +1,19 @@
 """What every script writer shares: the network as Python literals, weights, header, Jinja2 rendering.
 
-A script writer supplies a template (``snnexport/templates/<name>.py.j2``) that includes
-``_prelude.py.j2`` (header, imports, weights, the network description, the embedded
-:mod:`snnexport.connectivity` and :mod:`snnexport.runtime`) and ``_main.py.j2`` (options, the
-loop over samples, the results file), and defines two functions in the simulator's own idioms:
+A script writer supplies a template (``snnexport/templates/<name>.py.j2``) that extends
+``_script.py.j2`` (header, parameters, the embedded :mod:`snnexport.connectivity` and
+:mod:`snnexport.runtime`, weights, the network description, and ``main()``: options, the loop over
+samples, the results file) and defines two functions in the simulator's own idioms:
 
 * ``build_network(args)`` → a model object (built once);
 * ``run_sample(model, x, index, args)`` → a dict with ``counts`` (one flat array per population,
   network order), ``gate_counts`` (per gate), ``output_steps`` (T, classes), ``output_v``
   (classes,) and ``spikes_per_step`` (T, populations), after resetting the state for this sample.
-"""
+
+A network file is untrusted, so no value reaches a script except through :func:`py`, which writes a
+Python literal on one line. The templates' environment enforces it: what a template prints must be a
+:class:`Literal` (made by ``| py``) or :class:`Code` (snnexport's own text: embedded modules, the
+description blocks and header lines built from py()); a raw string or number raises at render time."""
 
 from __future__ import annotations
 
