@@ -88,6 +88,11 @@ def base(tmp_path_factory) -> Path:
     return snn
 
 
+def network_json(snn: Path) -> dict:
+    with zipfile.ZipFile(snn) as z:
+        return json.loads(z.read("network.json"))
+
+
 def leaves(doc: object, path: tuple = ()) -> list[tuple]:
     """JSON paths of every scalar (string, number, bool, null) of network.json, array references left out."""
     if isinstance(doc, dict):
@@ -155,10 +160,10 @@ def assert_safe(src: str, where: str) -> None:
     """The script compiles, has no line break but "\\n", and the payloads' code is inside literals or comments."""
     compile(src, where, "exec")
     found = OTHER_BREAKS.search(src)
-    assert found is None, f"{where}: line separator {found.group()!r} in line {src.count(chr(10), 0, found.start()) + 1}"
+    assert found is None, f"{where}: {found.group()!r} in line {src.count(chr(10), 0, found.start()) + 1}"
     for tok in tokenize.generate_tokens(io.StringIO(src).readline):
         if MARK in tok.string:
-            assert tok.type in (tokenize.STRING, tokenize.COMMENT), f"{where}: injected code in line {tok.start[0]}: {tok.line!r}"
+            assert tok.type in (tokenize.STRING, tokenize.COMMENT), f"{where}: code in line {tok.start[0]}"
 
 
 def render(writer: str, net: Network, output: Path | None = None) -> str:
@@ -200,14 +205,13 @@ REPORTED = [("settings", "seed"), ("provenance", "keras_version"), ("nodes", 0, 
 
 
 def test_every_field_every_writer_in_process_and_through_the_cli(base, tmp_path):
-    net = Network.load(base)
-    doc = json.loads(zipfile.ZipFile(base).read("network.json"))
+    net, doc = Network.load(base), network_json(base)
     changes = mutants(doc)
     assert len(changes) > 300 and {type(v) for _, v in changes} >= {str, float, int, bool, type(None)}
     checked: dict[str, set[int]] = {w: set() for w in WRITERS}  # hashes of scripts already checked
     rendered = {w: set() for w in WRITERS}  # paths whose first payload rendered
     cli_outcomes: dict[int, int] = {}
-    for n, (path, value) in enumerate(changes):
+    for path, value in changes:
         mutant = mutated_network(net, [(path, value)]) if on_objects(path) else None
         snn = mutated_file(base, [(path, value)], tmp_path / "evil.snn")
         for writer in WRITERS:
@@ -282,8 +286,7 @@ def _get(doc: object, path: tuple) -> object:
 
 @pytest.mark.parametrize("writer", every_simulator())
 def test_mutants_run_without_running_their_payload(writer, base, tmp_path):
-    net = Network.load(base)
-    doc = json.loads(zipfile.ZipFile(base).read("network.json"))
+    net, doc = Network.load(base), network_json(base)
     ran_clean, stdout = [], {}
     for kind, changes in run_mutants(doc).items():
         folder = tmp_path / kind
@@ -314,8 +317,7 @@ def test_mutants_run_without_running_their_payload(writer, base, tmp_path):
 
 @needs("brian2")
 def test_validate_on_an_evil_file_runs_no_payload(base, tmp_path):
-    doc = json.loads(zipfile.ZipFile(base).read("network.json"))
-    changes = run_mutants(doc)
+    changes = run_mutants(network_json(base))
     evil = mutated_file(base, changes["text"] + changes["names"] + changes["activations"] + changes["seed"],
                         tmp_path / "evil.snn")
     proc = subprocess.run([sys.executable, "-m", "snnexport", "validate", str(evil), "--data",
@@ -404,7 +406,7 @@ def test_bad_arguments_give_one_line_before_anything_runs(writer, bundled):
     results = json.loads(proc.stdout.splitlines()[-1])
     for (args, option), (code, err) in zip(cases, results):
         lines = err.splitlines()
-        assert code in (1, 2) and len(lines) == 1 and option in lines[0] and TRACEBACK not in err, (args, code, err)
+        assert code in (1, 2) and len(lines) == 1 and option in lines[0], (args, code, err)
     assert (script.parent / "inputs.npy").stat().st_size > 1000 and script.stat().st_size > 1000  # not replaced
     assert not (script.parent / "nodir").exists()
 
@@ -422,7 +424,8 @@ def test_broken_stdout_and_interrupts_end_the_script_in_one_line(writer, bundled
     with open("/dev/full", "w") as full:
         proc = subprocess.run([sys.executable, script.name, "-n", "1", "--steps", "2"], stdout=full,
                               stderr=subprocess.PIPE, text=True, timeout=300, cwd=folder)
-    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1 and "No space left" in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "No space left" in proc.stderr
     # standard output closed by its reader: silent, non-zero
     p = subprocess.Popen([sys.executable, script.name, "-n", "1", "--steps", "2"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, cwd=folder)
@@ -431,8 +434,8 @@ def test_broken_stdout_and_interrupts_end_the_script_in_one_line(writer, bundled
     assert p.wait(timeout=300) == 1 and err == "", err
     # Ctrl-C in the middle of the samples: exit 130, one line, no results file
     out = folder / f"results_{writer}.npz"
-    p = subprocess.Popen([sys.executable, script.name, "--input", "many.npy", "--steps", "1000", "--out", out.name],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder,
+    p = subprocess.Popen([sys.executable, script.name, "--input", "many.npy", "--steps", "1000",
+                          "--out", out.name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder,
                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
     started = time.monotonic()
     while not p.stdout.readline().startswith("sample 0"):
