@@ -65,9 +65,26 @@ def load_beside(script_file, filename, sha256):
 
 # --- command line and inputs ---------------------------------------------------------------------
 
-def parse_args(description, steps, seed, extra=None):
-    """The options every exported script takes."""
-    p = argparse.ArgumentParser(description=description)
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block), exit status 2 as argparse's own."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# dest → (lowest, highest allowed or None): the integer options every script takes. --steps stays below
+# 2**24, where float32 step counters stop being exact; --seed within what numpy and Nengo seed with.
+_RANGES = {"limit": (1, None), "steps": (1, 2 ** 24 - 1), "seed": (0, 2 ** 32 - 1)}
+
+
+def parse_args(description, steps, seed, extra=None, own_files=()):
+    """The options every exported script takes, checked: one line and exit 2 for a value out of range.
+
+    ``extra``: (flags, argparse keywords) of a simulator's own options; ``range=(low, high or None)``
+    among the keywords makes it an integer option checked like --steps. ``own_files``: the script and
+    its data, which --out must not replace (nor the --input file).
+    """
+    p = _Parser(description=description)
     p.add_argument("--input", help="samples (.npy: one sample or a batch; .npz: 'x' and optional 'y'); "
                                    "default: the samples bundled in this script")
     p.add_argument("-n", "--limit", type=int, default=None, help="simulate only the first N samples")
@@ -77,17 +94,33 @@ def parse_args(description, steps, seed, extra=None):
                    help="how the output is read (default: as exported)")
     p.add_argument("--out", help="write the results (.npz, the same layout for every simulator)")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
-    for args, kwargs in (extra or []):
-        p.add_argument(*args, **kwargs)
-    return p.parse_args()
+    ranges = dict(_RANGES)
+    for flags, kwargs in (extra or []):
+        kwargs = dict(kwargs)
+        bounds = kwargs.pop("range", None)
+        action = p.add_argument(*flags, **kwargs)
+        if bounds is not None:
+            ranges[action.dest] = bounds
+    args = p.parse_args()
+    options = {a.dest: "/".join(a.option_strings) for a in p._actions}
+    for dest, (low, high) in ranges.items():
+        value = getattr(args, dest)
+        if value is None:
+            continue  # not given, and no default: e.g. -n
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            allowed = f"at least {low}" if high is None else f"from {low} to {high}"
+            p.error(f"argument {options[dest]}: must be an integer {allowed}, not {value!r}")
+    if args.out is not None:
+        try:
+            check_output_path(args.out, [f for f in (args.input, *own_files) if f], what="results file")
+        except ValueError as e:
+            p.error(f"argument --out: {e}")
+    return args
 
 
-def coerce_samples(x, shape, what="data", input_scale=None):
-    """(N, *shape) float32 from a batch or one sample; adds a missing channel axis or 1-D H=1 axis.
-
-    uint8 data are divided by 255 unless ``input_scale`` says otherwise. Raises ValueError.
-    """
-    x = np.asarray(x)
+def _as_batch(x, shape, what):
+    """x as (N, *shape) without copying: a batch, or one sample (a missing channel axis or the H = 1 axis of
+    1-D layers is added). Raises ValueError."""
     if x.dtype.kind not in "uif":
         raise ValueError(f"{what} has dtype {x.dtype}; numbers are needed")
     shape = tuple(shape)
@@ -100,14 +133,19 @@ def coerce_samples(x, shape, what="data", input_scale=None):
         raise ValueError(f"{what} is empty")
     for c in candidates:
         if tuple(x.shape[1:]) == c:
-            x = x.reshape((x.shape[0],) + shape)
-            break
+            return x.reshape((x.shape[0],) + shape)
         if tuple(x.shape) == c:
-            x = x.reshape((1,) + shape)
-            break
-    else:
-        raise ValueError(f"{what} has shape {tuple(x.shape)}; expected (N, {', '.join(map(str, shape))}) "
-                         f"or one sample of shape {shape}")
+            return x.reshape((1,) + shape)
+    raise ValueError(f"{what} has shape {tuple(x.shape)}; expected (N, {', '.join(map(str, shape))}) "
+                     f"or one sample of shape {shape}")
+
+
+def coerce_samples(x, shape, what="data", input_scale=None):
+    """(N, *shape) float32 from a batch or one sample; adds a missing channel axis or 1-D H=1 axis.
+
+    uint8 data are divided by 255 unless ``input_scale`` says otherwise. Raises ValueError.
+    """
+    x = _as_batch(np.asarray(x), shape, what)
     if input_scale is None:
         input_scale = 1 / 255 if x.dtype == np.uint8 else 1.0
     out = x.astype(np.float32) * np.float32(input_scale)
@@ -116,10 +154,15 @@ def coerce_samples(x, shape, what="data", input_scale=None):
     return out
 
 
-def load_inputs(path, shape, default_x, default_y):
-    """Samples and labels (or -1) from --input, or the bundled ones."""
+def load_inputs(path, shape, default_x, default_y, limit=None):
+    """The first ``limit`` (default: all) samples and their labels (or -1), from --input or the bundled ones.
+
+    A file that cannot be read, has the wrong shape, NaN values or labels that do not fit ends the
+    script with one line naming it. A .npy file is memory-mapped: only the samples asked for are read.
+    """
+    from zipfile import BadZipFile
     if path is None:
-        return default_x.astype(np.float32), default_y.astype(np.int64)
+        return default_x[:limit].astype(np.float32), default_y[:limit].astype(np.int64)
     try:
         if path.endswith(".npz"):
             with np.load(path, allow_pickle=False) as z:
@@ -130,13 +173,22 @@ def load_inputs(path, shape, default_x, default_y):
                 ykey = "y" if key == "x" else "y_test"
                 y = z[ykey] if ykey in z.files else None
         else:
-            x, y = np.load(path, allow_pickle=False), None
-        x = coerce_samples(x, shape, path)
-    except (ValueError, OSError) as e:
-        sys.exit(f"error: {e}")
-    if y is None or np.asarray(y).reshape(-1).shape != (len(x),):
-        y = np.full(len(x), -1)
-    return x, np.asarray(y).reshape(-1).astype(np.int64)
+            x, y = np.load(path, mmap_mode="r" if os.path.isfile(path) else None, allow_pickle=False), None
+        if not isinstance(x, np.ndarray):
+            raise ValueError(f"{path} is not a .npy array")
+        batch = _as_batch(x, shape, path)
+        if y is not None:
+            y = np.asarray(y).reshape(-1)
+            if len(y) != len(batch):
+                raise ValueError(f"{path} has {len(y)} labels for {len(batch)} samples")
+            y = y[:limit]
+            if y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.array_equal(y, np.round(y))):
+                raise ValueError(f"{path}: the labels (dtype {y.dtype}) are not whole numbers")
+            y = y.astype(np.int64)
+        x = coerce_samples(batch[:limit], shape, path)
+    except (ValueError, OSError, EOFError, BadZipFile) as e:
+        sys.exit(f"{os.path.basename(sys.argv[0])}: error: argument --input: {e}")
+    return x, (y if y is not None else np.full(len(x), -1, np.int64))
 
 
 def poisson_input(x, seed, sample_index, steps):
@@ -214,6 +266,20 @@ def predict(counts, v):
     v = np.asarray(v, np.float64)
     best = counts == counts.max(axis=-1, keepdims=True)
     return np.argmax(np.where(best, v, -np.inf), axis=-1)
+
+
+# LOCAL STAND-IN, drop when merging: the output-path helper's branch provides the real check_output_path
+# (with the same signature); exported scripts' parse_args calls it for --out.
+def check_output_path(path, inputs=(), what="output"):
+    """Raises ValueError (one line) for an output that is a directory, in a missing folder, or an input."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{what} {path} is a directory")
+    if not os.path.isdir(folder):
+        raise ValueError(f"{what} {path}: the folder {folder} does not exist")
+    for other in inputs:
+        if os.path.exists(path) and os.path.exists(other) and os.path.samefile(path, other):
+            raise ValueError(f"{what} {path} is the input {other}; it would be replaced")
 
 
 def save_results(path, arrays, meta):
