@@ -268,20 +268,6 @@ def predict(counts, v):
     return np.argmax(np.where(best, v, -np.inf), axis=-1)
 
 
-# LOCAL STAND-IN, drop when merging: the output-path helper's branch provides the real check_output_path
-# (with the same signature); exported scripts' parse_args calls it for --out.
-def check_output_path(path, inputs=(), what="output"):
-    """Raises ValueError (one line) for an output that is a directory, in a missing folder, or an input."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ValueError(f"{what} {path} is a directory")
-    if not os.path.isdir(folder):
-        raise ValueError(f"{what} {path}: the folder {folder} does not exist")
-    for other in inputs:
-        if os.path.exists(path) and os.path.exists(other) and os.path.samefile(path, other):
-            raise ValueError(f"{what} {path} is the input {other}; it would be replaced")
-
-
 def save_results(path, arrays, meta):
     """Write the results file (layout in docs/semantics.md) with :func:`write_output`; meta is a JSON-able dict.
 

@@ -27,6 +27,7 @@ import sys
 import time
 import tokenize
 import zipfile
+from unittest import mock
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,8 @@ import pytest
 import model_zoo
 from conftest import BUNDLED_MODEL, BUNDLED_SAMPLES, needs
 from script_runner import SIMULATORS, every_simulator, run_script
-from snnexport import cli
+from snnexport import cli, network_check
+from snnexport.errors import SnnexportError
 from snnexport.network import Network
 from snnexport.writers import get
 from snnexport.writers.base import WriteOptions
@@ -170,6 +172,13 @@ def render(writer: str, net: Network, output: Path | None = None) -> str:
     return get(writer).render(net, WriteOptions(output=output)).main.decode("utf-8")
 
 
+def render_unchecked(writer: str, net: Network) -> str:
+    """The writer alone, without the network check (which refuses most hostile values on load and in
+    Writer.check): the literal function by itself must keep every value data."""
+    with mock.patch.object(network_check, "check_network", lambda net, where="network": None):
+        return render(writer, net)
+
+
 # --- the literal function and its enforcement ---------------------------------------------------------
 
 def test_py_is_one_line_and_refuses_what_it_cannot_write():
@@ -205,7 +214,7 @@ REPORTED = [("settings", "seed"), ("provenance", "keras_version"), ("nodes", 0, 
 
 
 def test_every_field_every_writer_in_process_and_through_the_cli(base, tmp_path):
-    net, doc = Network.load(base), network_json(base)
+    net, doc = Network.load(base), network_json(base)  # in process: the writers alone; the CLI: both layers
     changes = mutants(doc)
     assert len(changes) > 300 and {type(v) for _, v in changes} >= {str, float, int, bool, type(None)}
     checked: dict[str, set[int]] = {w: set() for w in WRITERS}  # hashes of scripts already checked
@@ -218,7 +227,7 @@ def test_every_field_every_writer_in_process_and_through_the_cli(base, tmp_path)
             where = f"{writer} with {'.'.join(map(str, path))} = {value!r}"
             if mutant is not None:
                 try:
-                    src = render(writer, mutant)
+                    src = render_unchecked(writer, mutant)
                 except Exception:  # a writer may fail on nonsense: it wrote nothing, so nothing can run
                     pass
                 else:
@@ -237,9 +246,8 @@ def test_every_field_every_writer_in_process_and_through_the_cli(base, tmp_path)
                 if hash(src) not in checked[writer]:
                     assert_safe(src, "CLI: " + where)
             else:
-                # refused (exit 1), or a damaged network the writer stumbles on (3, until load checks the
-                # schema): one line either way, and no script
-                assert code in (1, 3) and not out.exists(), (where, code, err.getvalue())
+                # refused on load (the network check) or by the writer: one line, exit 1, and no script
+                assert code == 1 and not out.exists(), (where, code, err.getvalue())
                 lines = err.getvalue().splitlines()
                 assert len(lines) == 1 and TRACEBACK not in lines[0], (where, lines)
     for writer in WRITERS:
@@ -292,7 +300,7 @@ def test_mutants_run_without_running_their_payload(writer, base, tmp_path):
         folder = tmp_path / kind
         folder.mkdir()
         try:
-            src = render(writer, mutated_network(net, changes))
+            src = render_unchecked(writer, mutated_network(net, changes))
         except Exception:
             continue  # nothing written, nothing to run
         assert_safe(src, f"{writer}/{kind}")
@@ -444,3 +452,13 @@ def test_broken_stdout_and_interrupts_end_the_script_in_one_line(writer, bundled
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130 and err.splitlines() == [f"{script.name}: interrupted"], err
     assert not out.exists() and not list(folder.glob("*.part"))
+
+
+def test_writers_refuse_a_network_that_breaks_the_schema(base):
+    """A network built in code is checked like a file: the writers render nothing for a broken one."""
+    net = Network.load(base)
+    net.populations[0].bias[:] = np.nan
+    for writer in WRITERS + ["network"]:
+        with pytest.raises(SnnexportError, match=r"bias") as refused:
+            get(writer).render(net, WriteOptions())
+        assert "\n" not in str(refused.value)

@@ -49,9 +49,12 @@ class Writer:
     def check(self, net: Network) -> list[str]:
         """Approximations this network needs from this writer (they go to the header and stderr).
 
-        Raises SnnexportError for a refused feature.
+        Raises SnnexportError for a refused feature, or for a network that breaks the schema
+        (``network_check``): a writer renders only networks every simulator can run.
         """
         from ..errors import SnnexportError
+        from ..network_check import check_network
+        check_network(net)
         notes = []
         for feature in features_used(net):
             status, how = self.capabilities.get(feature, (REFUSED, "not implemented"))
