@@ -275,7 +275,19 @@ def snn_ops(net: Network, results: dict[str, np.ndarray], x: np.ndarray | None =
     spiking = sum(per_node.values(), np.zeros(n_samples, np.int64))
     sums = raw.sum(axis=1)
     per_step = raw * np.divide(spiking, sums, out=np.zeros(n_samples), where=sums > 0)[:, None]
+    input_ops, steps_in = _input_ops(net, results, degrees, fo, x, seed)
+    per_step = per_step + steps_in
+    return {"total": spiking + input_ops, "per_node": per_node, "input": input_ops,
+            "per_step": per_step, "ann": ann_ops(net, degrees)}
+
+
+def _input_ops(net: Network, results: dict[str, np.ndarray], degrees: Degrees, fo: dict[str, np.ndarray],
+               x: np.ndarray | None, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The input's operations: per sample (N,) int64, and per sample and step (N, T) float64 (see :func:`snn_ops`)."""
+    sps = np.asarray(results["spikes_per_step"])
+    n_samples, steps = sps.shape[0], sps.shape[1]
     inp = net.input.name
+    steps_in = np.zeros((n_samples, steps))
     if net.input.encoding == "poisson":
         if x is None:
             raise SnnexportError("Poisson input: pass the samples (x) to count the input spikes' operations")
@@ -285,20 +297,15 @@ def snn_ops(net: Network, results: dict[str, np.ndarray], x: np.ndarray | None =
         x = runtime.coerce_samples(x, net.input.shape, "samples")
         if len(x) != n_samples:
             raise SnnexportError(f"{len(x)} samples given for {n_samples} results")
-        steps_in = np.zeros((n_samples, steps))
         for i in range(n_samples):
             u = runtime.poisson_input(x[i], int(seed), i, steps).reshape(steps, -1)
             steps_in[i] = u @ fo[inp].astype(np.float64)
-        input_ops = np.rint(steps_in.sum(axis=1)).astype(np.int64)
-        per_step = per_step + steps_in
-    else:
-        fed = {}
-        for p, (fin, _) in zip(net.projections, degrees):
-            if p.source == inp:
-                fed[p.target] = fed.get(p.target, 0) + 2 * int(fin.sum())
-        cost = sum(v + net.size_of(t) for t, v in fed.items())
-        input_ops = np.full(n_samples, cost, np.int64)
-        if steps:
-            per_step[:, 0] += cost
-    return {"total": spiking + input_ops, "per_node": per_node, "input": input_ops,
-            "per_step": per_step, "ann": ann_ops(net, degrees)}
+        return np.rint(steps_in.sum(axis=1)).astype(np.int64), steps_in
+    fed = {}  # analog input: its synapses' ANN operations, once per sample, in step 1
+    for p, (fin, _) in zip(net.projections, degrees):
+        if p.source == inp:
+            fed[p.target] = fed.get(p.target, 0) + 2 * int(fin.sum())
+    cost = sum(v + net.size_of(t) for t, v in fed.items())
+    if steps:
+        steps_in[:, 0] = cost
+    return np.full(n_samples, cost, np.int64), steps_in
