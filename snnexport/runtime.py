@@ -128,7 +128,7 @@ def sample_layout(array_shape, shape):
     if len(shape) == 3 and shape[0] == 1:
         candidates.append(shape[1:])  # 1-D layers: Keras (L, C) is our (1, L, C)
     for c in candidates:
-        if tuple(array_shape[1:]) == c:
+        if len(array_shape) == len(c) + 1 and tuple(array_shape[1:]) == c:  # a 0-d array has no batch axis
             return "batch"
         if tuple(array_shape) == c:
             return "sample"
