@@ -297,3 +297,23 @@ def test_a_feature_the_capability_table_refuses_is_reported_as_refused(lenet, tm
     report = _validate(model, data, tmp_path / "rep", "--sim", "reference,refusing")
     _refused_column(tmp_path / "rep", report, "refusing")
     assert "the refusing writer cannot express" in report["simulators"]["refusing"]["message"]
+
+
+class GhostWriter(Writer):
+    """A runnable writer whose simulator is not installed anywhere."""
+    name = "ghost"
+    summary = "needs a simulator nobody has"
+    runnable = True
+    module = "snnexport_ghost_simulator"
+    requires = ("snnexport_ghost_simulator",)
+    extra = "ghost"
+
+
+def test_a_simulator_that_is_not_installed_is_a_column_with_how_to_install_it(lenet, tmp_path, monkeypatch):
+    monkeypatch.setitem(writers.BUILTIN, "ghost", f"{__name__}:GhostWriter")
+    assert "ghost" in validate.options.default_simulators()  # the registry is the one list
+    model, data = lenet
+    report = _validate(model, data, tmp_path / "rep", "--sim", "reference,ghost")
+    e = report["simulators"]["ghost"]
+    assert e["status"] == "not installed"
+    assert e["message"] == "snnexport_ghost_simulator not installed (pip install 'snnexport[ghost]')"

@@ -148,7 +148,9 @@ def _code_sha256(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path)
     if run.name == "reference":
         from .. import simulator
         for module in (simulator, runtime):
-            h.update(Path(module.__file__).read_bytes())
+            path = Path(module.__file__)  # a package: every module in it
+            for source in sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]:
+                h.update(source.read_bytes())
     else:
         h.update(_render(SimRun(run.name), net, x, labels, out)[1].main)
     return h.hexdigest()
