@@ -23,7 +23,7 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 import numpy as np
 
@@ -32,8 +32,9 @@ from .errors import SnnexportError
 from .network_file import MEMBER, ArrayInfo, check_finite, show as _show
 from .ops import ACTIVATIONS, OP_TYPES
 
-if TYPE_CHECKING:
-    from .network import Network
+
+FORMAT = "snnexport-network"
+FORMAT_VERSION = 1
 
 MAX_NAME = 4096  # characters in a name or the model file name
 MAX_VERSION = 256  # characters in a version string
@@ -56,35 +57,22 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 # --- the document ---------------------------------------------------------------------------------
 
-def check_document(doc: Any, arrays: Mapping[str, ArrayInfo], where: str = "network.json") -> dict[str, str]:
+def check_document(doc: Any, arrays: Mapping[str, ArrayInfo], classes: Mapping[str, type],
+                   where: str = "network.json") -> dict[str, str]:
     """Check a decoded ``network.json`` whose array members are described by ``arrays``.
 
+    ``classes`` maps the names of the description's dataclasses (``snnexport.network``) to them: their
+    fields are the schema of the objects (passed in, so that this module does not import the
+    description that imports it).
     Returns, for every array member, the field that holds it (for messages about its data).
     Raises :class:`SnnexportError` with ``where``, the field path and the problem, in one line.
     """
-    c = _Checker(where, arrays)
+    c = _Checker(where, arrays, classes)
     c.network(doc)
     extra = sorted(set(arrays) - set(c.used))
     if extra:
         c.fail(extra[0], "is not referenced by network.json (a network file holds only the arrays it uses)")
     return c.used
-
-
-def check_network(net: "Network", where: str = "network") -> None:
-    """Check a network built in code (or loaded): the file's schema, and every array finite.
-
-    Writers and simulators call this first, so that they may rely on everything it checks.
-    """
-    from .network import FORMAT, Network, _encode
-    if not isinstance(net, Network):
-        raise SnnexportError(f"{where}: expected a Network, got {type(net).__name__}")
-    found: list[Any] = []
-    doc = {"format": FORMAT, **_encode(net, found)}
-    infos = {f"arrays/{i}.npy": ArrayInfo(tuple(a.shape), a.dtype) for i, a in enumerate(found)}
-    fields = check_document(doc, infos, where)
-    for i, a in enumerate(found):
-        member = f"arrays/{i}.npy"
-        check_finite(a, f"{where}: {fields[member]}")
 
 
 def _join(path: str, key: str | int) -> str:
@@ -106,9 +94,10 @@ class _Names:
 class _Checker:
     """One pass over a document; ``used`` maps each array member to the field that holds it."""
 
-    def __init__(self, where: str, arrays: Mapping[str, ArrayInfo]):
+    def __init__(self, where: str, arrays: Mapping[str, ArrayInfo], classes: Mapping[str, type]):
         self.where = where
         self.arrays = arrays
+        self.classes = classes
         self.used: dict[str, str] = {}
 
     def fail(self, path: str, message: str) -> NoReturn:
@@ -244,7 +233,7 @@ class _Checker:
 
     def header(self, d: Any) -> None:
         """What the file is (format and version, before anything else), then the top-level fields."""
-        from .network import FORMAT, FORMAT_VERSION, Network
+        Network = self.classes["Network"]
         if not isinstance(d, dict):
             self.fail("", f"expected a JSON object, got {_show(d)}")
         if d.get("format") != FORMAT:
@@ -258,7 +247,8 @@ class _Checker:
 
     def parameters(self, d: dict) -> None:
         """The neuron, the settings, the normalization and the provenance."""
-        from .network import Neuron, Normalization, Provenance, Settings
+        Neuron, Normalization, Provenance, Settings = (self.classes[k] for k in ("Neuron", "Normalization",
+                                                                                "Provenance", "Settings"))
         self.obj(d["neuron"], "neuron", Neuron)
         self.number(d["neuron"]["threshold"], "neuron.threshold", positive=True)
         self.choice(d["neuron"]["reset"], "neuron.reset", RESETS)
@@ -282,7 +272,7 @@ class _Checker:
         self.text(p["snnexport_version"], "provenance.snnexport_version", MAX_VERSION)
 
     def input(self, v: Any) -> _Names:
-        from .network import InputSpec
+        InputSpec = self.classes["InputSpec"]
         i = self.obj(v, "input", InputSpec)
         inp = self.name(i["name"], "input.name")
         g = _Names(inp, {inp: "the input"}, {inp: 0}, {inp: self.shape(i["shape"], "input.shape")})
@@ -291,7 +281,7 @@ class _Checker:
 
     def nodes(self, v: Any, g: _Names) -> list:
         """Every population and gate: its fields, its name new; each is added to ``g``."""
-        from .network import Gate, Population
+        Gate, Population = self.classes["Gate"], self.classes["Population"]
         nodes = self.seq(v, "nodes", 1, MAX_ELEMENTS)
         kinds = {"Population": Population, "Gate": Gate}
         for k, n in enumerate(nodes):
@@ -342,7 +332,7 @@ class _Checker:
     def projections(self, v: Any, g: _Names, pops: Mapping[str, int]) -> dict[str, list[str]]:
         """Each projection feed-forward into a population, its ops mapping the source's shape onto the
         target's; returns, for each population, the sources of its incoming projections."""
-        from .network import Projection
+        Projection = self.classes["Projection"]
         sources: dict[str, list[str]] = {}
         for k, pr in enumerate(self.seq(v, "projections", 1, MAX_ELEMENTS)):
             path = f"projections[{k}]"
@@ -452,7 +442,7 @@ _OP_PARAMS: dict[str, dict[str, Callable[[_Checker, Any, str], Any]]] = {
 
 # --- the file -------------------------------------------------------------------------------------
 
-def load_document(source: str | Path | BinaryIO) -> tuple[dict, dict[str, np.ndarray]]:
+def load_document(source: str | Path | BinaryIO, classes: Mapping[str, type]) -> tuple[dict, dict[str, np.ndarray]]:
     """Read and check a ``.snn``: its ``network.json`` and its arrays, read only once found consistent."""
     label = str(source) if isinstance(source, (str, Path)) else "network file"
     try:
@@ -461,7 +451,7 @@ def load_document(source: str | Path | BinaryIO) -> tuple[dict, dict[str, np.nda
             doc = network_file.read_json(z, members["network.json"], label)
             headers = {n: network_file.read_header(z, info, f"{label}: {n}") for n, info in members.items()
                        if n != "network.json"}
-            fields = check_document(doc, {n: h.info for n, h in headers.items()}, f"{label}: network.json")
+            fields = check_document(doc, {n: h.info for n, h in headers.items()}, classes, f"{label}: network.json")
             for n, h in headers.items():  # the zip directory's sizes, before anything is decompressed
                 need = h.length + h.info.size * h.info.dtype.itemsize
                 if members[n].file_size != need:

@@ -71,7 +71,7 @@ class Writer:
         schema (``network_check``): a writer renders only networks every simulator can run.
         """
         from ..errors import FeatureRefused
-        from ..network_check import check_network
+        from ..network import check_network
         check_network(net)
         notes = []
         for feature in features_used(net):
