@@ -65,17 +65,10 @@ representable sums they change nothing (tested).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .ann import ann_activations, ann_predict, ann_program
 from .lowering import chain
 from .plan import plan
 from .run import results_meta, simulate
 
-__all__ = ["simulate", "results_meta", "ann_activations", "ann_predict", "ann_program", "plan", "chain",
-           "source_files"]
+__all__ = ["simulate", "results_meta", "ann_activations", "ann_predict", "ann_program", "plan", "chain"]
 
-
-def source_files() -> list[Path]:
-    """The package's source files, sorted: what "the reference simulator's code" is, for hashing."""
-    return sorted(Path(__file__).parent.glob("*.py"))

@@ -16,7 +16,7 @@ import numpy as np
 from .. import __version__, runtime
 from ..errors import SnnexportError
 from ..network import Gate, Network
-from ..network_check import check_network
+from ..network import check_network
 from .cache import cached, params, signature, skeleton
 from .kernel import build_kernel
 from .plan import Batching
