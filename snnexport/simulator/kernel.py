@@ -127,19 +127,21 @@ def program(net: Network, group: int, tc: int, chunks: int, steps: int, delay: s
         direct = [g for g in gates if g.source == p.name]
         if len(direct) == 1 and blocked(direct[0], tuple(p.shape)):
             layouts[p.name] = Layout(direct[0], tuple(p.shape))
-    gate_facts = tuple(GateFacts(g.name, g.source, k, tuple(g.shape), tuple(net.shape_of(g.source)),
-                                 g.name in nested, g.source in layouts, gate_fn(g)) for k, g in enumerate(gates))
+    gate_facts = tuple(GateFacts(name=g.name, source=g.source, index=k, shape=tuple(g.shape),
+                                 source_shape=tuple(net.shape_of(g.source)), nested=g.name in nested,
+                                 blocked=g.source in layouts, fn=gate_fn(g)) for k, g in enumerate(gates))
     poisson, delayed, inp = net.input.encoding == "poisson", delay == "step", net.input.name
     sources = {pr.source for pr in net.projections}
     pops = []
     for i, p in enumerate(net.populations):
         incoming = [(j, pr.source) for j, pr in enumerate(net.projections) if pr.target == p.name]
         pops.append(PopFacts(
-            p.name, i, tuple(p.shape), int(p.depth), p.activation == "sign",
-            readout in ("membrane", "softmax") and p.name == net.output, layouts.get(p.name),
-            tuple(g for g in gate_facts if root[g.name] == p.name),
-            tuple((j, s, delayed and s != inp) for j, s in incoming if s != inp or poisson),
-            tuple(j for j, s in incoming if s == inp and not poisson), p.name in sources, p.name == net.output))
+            name=p.name, index=i, shape=tuple(p.shape), depth=int(p.depth), sign=p.activation == "sign",
+            only_v=readout in ("membrane", "softmax") and p.name == net.output, layout=layouts.get(p.name),
+            gates=tuple(g for g in gate_facts if root[g.name] == p.name),
+            inputs=tuple((j, s, delayed and s != inp) for j, s in incoming if s != inp or poisson),
+            analog=tuple(j for j, s in incoming if s == inp and not poisson),
+            read=p.name in sources, output=p.name == net.output))
     chains = tuple(chain(p.ops, net.shape_of(p.source), layouts.get(p.target))[0] for p in net.projections)
     late = tuple((name, tuple(net.shape_of(name))) for name in sorted(sources - {inp})) if delayed else ()
     dyn = Dynamics(np.float32(net.neuron.threshold), net.neuron.reset == "zero", chunks * tc > steps,
