@@ -25,7 +25,7 @@ from .errors import SnnexportError
 from .graph import Graph, Node
 from .network import (Gate, InputSpec, Network, Neuron, Normalization, Population, Projection,
                       Provenance, Settings)
-from .normalization import BINARY, OUTPUT_ONLY, bound_scales, constant_term, linear, percentile_scales
+from .normalization import BINARY, LINEAR, OUTPUT_ONLY, bound_scales, constant_term, percentile_scales
 from .ops import Activation, Add, Affine, Concat, Conv2D, Dense, Embed, MaxPool, Op, Pad, Reshape, Scale
 from .simplify import simplify
 
@@ -210,7 +210,7 @@ def _fold_chain(chain: list[Op], factor: float, own: set[int]) -> list[Op]:
     if factor == 1.0:
         return out
     for i, op in enumerate(out):  # fold the factor into the first op that has weights
-        field = linear(op).weight
+        field = LINEAR.of(op).weight
         if field is None:
             continue
         w = getattr(op, field)

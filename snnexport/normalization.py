@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import SnnexportError
 from .graph import Graph, Node
-from .ops import Activation, Add, Affine, AvgPool, Concat, Conv2D, Dense, Embed, MaxPool, Op, Pad, Reshape, Scale
+from .ops import (Activation, Add, Affine, AvgPool, Concat, Conv2D, Dense, Embed, MaxPool, Op, OpTable, Pad,
+                  Reshape, Scale)
 
 OUTPUT_ONLY = ("softmax", "linear")
 BINARY = ("sign", "heaviside")
@@ -40,24 +40,13 @@ class Linear:
     constant: str | None = None  # the field holding its constant term (bias or offset), or None
 
 
-LINEAR: dict[type[Op], Linear] = {}
+LINEAR = OpTable("is not a linear op that conversion knows")
 
 
 def normalizes(cls: type[Op], *, weight: str | None = None, constant: str | None = None
                ) -> Callable[[Gain], Gain]:
     """Register the decorated gain function, and the named fields, for op class ``cls``."""
-    def register(gain: Gain) -> Gain:
-        LINEAR[cls] = Linear(gain, weight, constant)
-        return gain
-    return register
-
-
-def linear(op: Op) -> Linear:
-    """The registered facts of a linear op."""
-    facts = LINEAR.get(type(op))
-    if facts is None:
-        raise SnnexportError(f"op {op.kind!r} is not a linear op that conversion knows")
-    return facts
+    return LINEAR.add(cls, make=lambda gain: Linear(gain, weight, constant))
 
 
 @normalizes(Dense, weight="weight", constant="bias")
@@ -92,7 +81,7 @@ for _cls in (Concat, Add):  # split into Embed ops and parallel projections (con
 
 def constant_term(op: Op, shape: tuple[int, ...]) -> np.ndarray | None:
     """op applied to zeros: its bias (or offset) everywhere, or None where it has none."""
-    field = linear(op).constant
+    field = LINEAR.of(op).constant
     const = None if field is None else getattr(op, field)
     if const is None:
         return None
@@ -139,7 +128,7 @@ def bound_scales(input_name: str, spiking: list[Node], paths: dict[str, list[tup
         if isinstance(n.op, MaxPool):
             bound[n.name] = bound[n.inputs[0]]
             continue
-        b = sum(bound[src] * float(np.prod([linear(op).gain(op) for op in chain])) for src, chain in paths[n.name])
+        b = sum(bound[src] * float(np.prod([LINEAR.of(op).gain(op) for op in chain])) for src, chain in paths[n.name])
         b += float(np.abs(bias[n.name]).max(initial=0.0))
         if n.op.function == "clip" and n.op.max_value is not None:
             b = min(b, n.op.max_value)

@@ -30,7 +30,7 @@ import numpy as np
 from . import runtime
 from .errors import SnnexportError
 from .network import Gate, Network, Projection
-from .ops import Affine, AvgPool, Conv2D, Dense, Embed, Op, Pad, Reshape, Scale
+from .ops import Affine, AvgPool, Conv2D, Dense, Embed, Op, OpTable, Pad, Reshape, Scale
 
 Shape = tuple[int, ...]
 Map = Callable[[np.ndarray], np.ndarray]
@@ -49,22 +49,12 @@ class Counting:
     indicator: Callable[[Op, Shape], Indicator]
 
 
-COUNTING: dict[type[Op], Counting] = {}
+COUNTING = OpTable("cannot be part of a projection")
 
 
 def counts(cls: type[Op], *, mixing: bool) -> Callable[[Callable[[Op, Shape], Indicator]], Callable]:
     """Register the decorated ``f(op, in_shape) -> Indicator`` as how op class ``cls`` is counted."""
-    def register(fn: Callable[[Op, Shape], Indicator]) -> Callable[[Op, Shape], Indicator]:
-        COUNTING[cls] = Counting(mixing, fn)
-        return fn
-    return register
-
-
-def _counting(op: Op) -> Counting:
-    entry = COUNTING.get(type(op))
-    if entry is None:
-        raise SnnexportError(f"op {op.kind!r} cannot be part of a projection")
-    return entry
+    return COUNTING.add(cls, make=lambda fn: Counting(mixing, fn))
 
 
 def _nonzero(a: np.ndarray) -> np.ndarray:
@@ -168,13 +158,13 @@ def projection_degrees(net: Network, proj: Projection) -> tuple[np.ndarray, np.n
     """(fan-in per target neuron, fan-out per source neuron) of one projection, int64, flat."""
     src_shape = tuple(net.shape_of(proj.source))
     n_src, n_tgt = net.size_of(proj.source), net.size_of(proj.target)
-    if sum(_counting(op).mixing for op in proj.ops) > 1:
+    if sum(COUNTING.of(op).mixing for op in proj.ops) > 1:
         pre, post, _ = net.synapses(proj)
         return (np.bincount(post, minlength=n_tgt).astype(np.int64),
                 np.bincount(pre, minlength=n_src).astype(np.int64))
     maps, shape = [], src_shape
     for op in proj.ops:
-        maps.append(_counting(op).indicator(op, shape))
+        maps.append(COUNTING.of(op).indicator(op, shape))
         shape = tuple(op.output_shape(shape))
     y = np.ones((1,) + src_shape, np.float32)  # linear: y = A·1 (fan-in), Aᵀ·1 (fan-out)
     for m in maps:

@@ -17,6 +17,7 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 from snnexport import normalization, opcount  # noqa: E402
+from snnexport.errors import SnnexportError  # noqa: E402
 from snnexport.network_check import PROJECTION_OPS  # noqa: E402
 from snnexport.ops import (OP_TYPES, Activation, Add, Affine, AvgPool, Concat, Conv2D, Dense, Embed,  # noqa: E402
                            MaxPool, Op, Pad, Reshape, Scale)
@@ -70,6 +71,9 @@ def test_every_op_class_has_an_example() -> None:
 
 def test_lowering_covers_every_projection_op() -> None:
     assert set(lowering.LOWERINGS) == set(PROJECTION)
+    op, (shape,) = EXAMPLES[MaxPool]
+    with pytest.raises(SnnexportError, match="^op 'maxpool' cannot be part of a projection$"):
+        lowering.lower(op, shape)
 
 
 @pytest.mark.parametrize("cls", PROJECTION, ids=lambda c: c.kind)

@@ -17,8 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ..errors import SnnexportError
-from ..ops import Affine, AvgPool, Conv2D, Dense, Embed, Op, Pad, Reshape, Scale
+from ..ops import Affine, AvgPool, Conv2D, Dense, Embed, Op, OpTable, Pad, Reshape, Scale
 
 if TYPE_CHECKING:
     from .gates import Layout
@@ -30,23 +29,13 @@ Lowered = tuple[Callable[..., jax.Array], list[np.ndarray]]  # fn(x, *arrays), a
 Lowering = Callable[[Op, Shape], Lowered]
 Chain = Callable[[list[jax.Array], jax.Array], jax.Array]
 
-LOWERINGS: dict[type[Op], Lowering] = {}
-
-
-def lowers(cls: type[Op]) -> Callable[[Lowering], Lowering]:
-    """Register the decorated function as the lowering of op class ``cls``."""
-    def register(fn: Lowering) -> Lowering:
-        LOWERINGS[cls] = fn
-        return fn
-    return register
+LOWERINGS = OpTable("cannot be part of a projection")
+lowers = LOWERINGS.add  # @lowers(Dense): the decorated f(op, in_shape) -> (fn, arrays) lowers Dense
 
 
 def lower(op: Op, in_shape: Shape) -> Lowered:
     """(fn, arrays) of one op applied to (rows, *in_shape)."""
-    lowering = LOWERINGS.get(type(op))
-    if lowering is None:
-        raise SnnexportError(f"op {op.kind!r} cannot be part of a projection")
-    return lowering(op, in_shape)
+    return LOWERINGS.of(op)(op, in_shape)
 
 
 def _spatial_pad(padding) -> tuple[tuple[int, int], ...]:

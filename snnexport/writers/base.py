@@ -9,7 +9,8 @@ from typing import BinaryIO, Callable
 import numpy as np
 
 from ..network import Network
-from ..ops import Activation, Add, Affine, AvgPool, Concat, Conv2D, Dense, Embed, MaxPool, Op, Pad, Reshape, Scale
+from ..ops import (Activation, Add, Affine, AvgPool, Concat, Conv2D, Dense, Embed, MaxPool, Op, OpTable, Pad,
+                   Reshape, Scale)
 
 NATIVE, APPROXIMATED, REFUSED = "native", "approximated", "refused"
 
@@ -110,22 +111,13 @@ def features_used(net: Network) -> list[str]:
 
 # --- the FEATURES each op class needs, registered with ``needs`` (every op: tests/test_registries.py) ---
 
-OpFeatures = Callable[[Op], "set[str]"]
-OP_FEATURES: dict[type[Op], OpFeatures] = {}
-
-
-def needs(*classes: type[Op]) -> Callable[[OpFeatures], OpFeatures]:
-    """Register the decorated ``f(op) -> set of FEATURES`` for the op classes given."""
-    def register(fn: OpFeatures) -> OpFeatures:
-        for cls in classes:
-            OP_FEATURES[cls] = fn
-        return fn
-    return register
+OP_FEATURES = OpTable("has no feature entry")
+needs = OP_FEATURES.add  # @needs(Dense, ...): the decorated f(op) -> set of FEATURES
 
 
 def op_features(op: Op) -> set[str]:
-    """The FEATURES one op needs wherever it sits (network_check admits only op kinds that have an entry)."""
-    return OP_FEATURES[type(op)](op)
+    """The FEATURES one op needs wherever it sits."""
+    return OP_FEATURES.of(op)(op)
 
 
 def _padded(op: Conv2D | AvgPool) -> set[str]:
