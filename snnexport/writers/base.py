@@ -9,6 +9,8 @@ from typing import BinaryIO, Callable
 import numpy as np
 
 from ..network import Network
+from ..ops import (Activation, Add, Affine, AvgPool, Concat, Conv2D, Dense, Embed, MaxPool, Op, OpTable, Pad,
+                   Reshape, Scale)
 
 NATIVE, APPROXIMATED, REFUSED = "native", "approximated", "refused"
 
@@ -87,7 +89,6 @@ class Writer:
 def features_used(net: Network) -> list[str]:
     """The FEATURES a network needs, with its default settings."""
     from ..network import Gate
-    from ..ops import AvgPool, Conv2D, Dense, Embed, Pad
     used = {f"reset_{net.neuron.reset}", f"{net.input.encoding}_input", "delay_step",
             f"readout_{net.settings.readout}"}
     if any(np.any(p.bias != 0) for p in net.populations):
@@ -102,16 +103,62 @@ def features_used(net: Network) -> list[str]:
     for proj in net.projections:
         targets[proj.target] = targets.get(proj.target, 0) + 1
         for op in proj.ops:
-            if isinstance(op, Conv2D):
-                used.add("depthwise_conv" if op.groups > 1 else "conv2d")
-            if isinstance(op, Pad) or (isinstance(op, (Conv2D, AvgPool)) and op.padding != ((0, 0), (0, 0))):
-                used.add("padding")
-            if isinstance(op, Dense):
-                used.add("dense")
-            elif isinstance(op, AvgPool):
-                used.add("avgpool")
-            elif isinstance(op, Embed):
-                used.add("concatenate")
+            used.update(op_features(op))
     if any(n > 1 for n in targets.values()):
         used.add("add")
     return [f for f in FEATURES if f in used]
+
+
+# --- the FEATURES each op class needs, registered with ``needs`` (every op: tests/test_registries.py) ---
+
+OP_FEATURES = OpTable("has no feature entry")
+needs = OP_FEATURES.add  # @needs(Dense, ...): the decorated f(op) -> set of FEATURES
+
+
+def op_features(op: Op) -> set[str]:
+    """The FEATURES one op needs wherever it sits."""
+    return OP_FEATURES.of(op)(op)
+
+
+def _padded(op: Conv2D | AvgPool) -> set[str]:
+    return {"padding"} if op.padding != ((0, 0), (0, 0)) else set()
+
+
+@needs(Conv2D)
+def _conv2d(op: Conv2D) -> set[str]:
+    return {"depthwise_conv" if op.groups > 1 else "conv2d"} | _padded(op)
+
+
+@needs(AvgPool)
+def _avgpool(op: AvgPool) -> set[str]:
+    return {"avgpool"} | _padded(op)
+
+
+@needs(Dense)
+def _dense(op: Dense) -> set[str]:
+    return {"dense"}
+
+
+@needs(Pad)
+def _pad(op: Pad) -> set[str]:
+    return {"padding"}
+
+
+@needs(Embed, Concat)
+def _concatenate(op: Op) -> set[str]:
+    return {"concatenate"}
+
+
+@needs(Add)
+def _add(op: Add) -> set[str]:
+    return {"add"}  # in a network: two projections into one population
+
+
+@needs(MaxPool)
+def _maxpool(op: MaxPool) -> set[str]:
+    return {"maxpool_gate"}  # in a network: a Gate node
+
+
+@needs(Reshape, Affine, Scale, Activation)
+def _nothing(op: Op) -> set[str]:
+    return set()  # element moves and per-channel or global factors; an Activation is a population
