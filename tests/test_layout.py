@@ -23,11 +23,6 @@ MAX_FUNCTION_LINES = 80
 # Modules over the limits today that other branches of issue 12 are splitting. strict: a module
 # that complies fails its entry, and test_modules_being_split_exist fails once the module is gone,
 # so the lead deletes each entry when its branch lands. No other exceptions.
-BEING_SPLIT = {
-    "snnexport/simulator.py": "being split into the simulator/ package (issue 12, R2)",
-    "snnexport/validate.py": "being split into the validate/ package (issue 12, R1)",
-    "snnexport/cli.py": "load_network and provenance move to loading.py (issue 12, R1)",
-}
 
 
 def _modules() -> list[Path]:
@@ -64,24 +59,10 @@ def oversized(path: Path) -> list[str]:
     return found
 
 
-def _module_params() -> list:
-    params = []
-    for module in map(_rel, _modules()):
-        reason = BEING_SPLIT.get(module)
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        params.append(pytest.param(module, id=module, marks=marks))
-    return params
-
-
-@pytest.mark.parametrize("module", _module_params())
+@pytest.mark.parametrize("module", [_rel(p) for p in _modules()])
 def test_modules_and_functions_are_small(module: str) -> None:
     problems = oversized(ROOT / module)
     assert not problems, "\n".join(problems)
-
-
-def test_modules_being_split_exist() -> None:
-    gone = [m for m in BEING_SPLIT if not (ROOT / m).is_file()]
-    assert not gone, f"remove from BEING_SPLIT (the module no longer exists): {', '.join(gone)}"
 
 
 def _function(name: str, lines: int, indent: str = "") -> list[str]:
