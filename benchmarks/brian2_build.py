@@ -99,7 +99,7 @@ def export(net, path: Path, samples=None) -> Path:
 
 def run_script(script: Path, x: np.ndarray, steps: int, folder: Path, limit: int | None = None):
     """The script's results, with (wall, CPU, peak RSS) of its process."""
-    from snnexport import runtime
+    from snnexport.scriptlib import runtime
     inputs, results = folder / "inputs.npy", folder / "results.npz"
     np.save(inputs, x)
     args = ["--input", str(inputs), "--out", str(results), "--quiet", "--steps", str(steps)]

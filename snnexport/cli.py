@@ -26,7 +26,8 @@ import sys
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
-from . import __version__, runtime
+from . import __version__
+from .scriptlib import runtime
 from .errors import SnnexportError
 
 SUBCOMMANDS = ("info", "simulate", "validate", "writers")
@@ -322,7 +323,7 @@ def _shadowed_module(out: Path, writer) -> str | None:
     template = getattr(writer, "template", "")
     if out.suffix != ".py" or not template:
         return None
-    from . import connectivity
+    from .scriptlib import connectivity
     from .writers.script import TEMPLATES
     sources, todo = [], [template]
     while todo:  # the template and those it extends or includes

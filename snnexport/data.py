@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from . import runtime
+from .scriptlib import runtime
 from .errors import SnnexportError
 from .ops import Shape
 

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import runtime
+from .scriptlib import runtime
 from .errors import SnnexportError
 from .network import Gate, Network, Projection
 from .ops import AvgPool, Conv2D, Op

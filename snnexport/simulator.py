@@ -74,7 +74,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from . import __version__, runtime
+from . import __version__
+from .scriptlib import runtime
 from .errors import SnnexportError
 from .network import Gate, Network, Population, Projection
 from .network_check import check_network

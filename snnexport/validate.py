@@ -176,7 +176,7 @@ def _check_report_dir(out: Path, inputs: tuple[str | None, ...]) -> None:
 def _validate(args: argparse.Namespace, argv: list[str], log: "Progress", net, x: np.ndarray, labels: np.ndarray,
               n_scripts: int, sims: list[str], per_sim_n: dict[str, int], out: Path) -> int:
     """The runs, the comparison and the report, once the inputs are loaded."""
-    from . import runtime
+    from .scriptlib import runtime
 
     t0 = time.perf_counter()
     steps = net.settings.steps
@@ -358,7 +358,8 @@ def _code_sha256(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path)
     """What simulated: the exported script's bytes, or the reference simulator's source files."""
     h = hashlib.sha256()
     if run.name == "reference":
-        from . import runtime, simulator
+        from . import simulator
+        from .scriptlib import runtime
         for module in (simulator, runtime):
             h.update(Path(module.__file__).read_bytes())
     else:
@@ -368,7 +369,8 @@ def _code_sha256(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path)
 
 def _remember(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path) -> None:
     """Beside a kept results file, what it was made from: what --reuse-results checks."""
-    from . import data, runtime
+    from . import data
+    from .scriptlib import runtime
     info = {"network_sha256": _network_sha256(net), "inputs_sha256": data.sha256_of(x), "samples": len(x),
             "steps": net.settings.steps, "code_sha256": _code_sha256(run, net, x, labels, out),
             "seconds": run.seconds, "version": run.version, "notes": run.notes, "script": run.script}
@@ -378,7 +380,8 @@ def _remember(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path) ->
 
 def _reuse(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path) -> bool:
     """Load an earlier run's results when network, samples, steps and the simulating code are the same."""
-    from . import data, runtime
+    from . import data
+    from .scriptlib import runtime
     stem = out / "results" / _safe_file(run.name)
     try:
         info = json.loads(stem.with_suffix(".json").read_text())
@@ -398,7 +401,7 @@ def _reuse(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path) -> bo
 
 def _run_reference(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path,
                    args: argparse.Namespace) -> None:
-    from . import runtime
+    from .scriptlib import runtime
     from .simulator import simulate
     t = time.perf_counter()
     res = simulate(net, x, labels, steps=net.settings.steps, delay="step", batch=args.batch,
@@ -425,7 +428,7 @@ def _render(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path):
 
 def _run_script(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path, args: argparse.Namespace,
                 log: Progress) -> None:
-    from . import runtime
+    from .scriptlib import runtime
     from .cli import write_atomically
     script, rendered = _render(run, net, x, labels, out)
     write_atomically({script: rendered.main, **{script.parent / k: v for k, v in rendered.beside.items()}})

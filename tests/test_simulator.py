@@ -15,7 +15,8 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import model_zoo  # noqa: E402
 from conftest import BUNDLED_MODEL, BUNDLED_SAMPLES  # noqa: E402
 
-from snnexport import opcount, runtime  # noqa: E402
+from snnexport import opcount  # noqa: E402
+from snnexport.scriptlib import runtime  # noqa: E402
 from snnexport.convert import convert  # noqa: E402
 from snnexport.readers.keras import read_model  # noqa: E402
 from snnexport.network import Gate, InputSpec, Network, Neuron, Population, Projection  # noqa: E402

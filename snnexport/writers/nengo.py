@@ -48,7 +48,7 @@ class NengoWriter(ScriptWriter):
         "readout_count": (NATIVE, "probed output spikes"),
         "readout_membrane": (NATIVE, "output neurons only integrate (fire=False); probed voltage"),
         "readout_softmax": (NATIVE, "output neurons only integrate; spikes drawn from softmax of the probed "
-                                    "voltage with runtime.softmax_draws"),
+                                    "voltage with runtime.softmax_readout"),
         "clamp": (NATIVE, "IntegrateAndFire.hold_steps = clamp x depth, read from Nengo's step counter"),
         "negative_spikes": (NATIVE, "IntegrateAndFire(sign=True) emits -1 where V <= -threshold"),
     }

@@ -25,8 +25,7 @@ def nest_context(net: Network) -> dict[str, object]:
             ["iaf_psc_delta resets to V_reset = 0; with C_m = 1, t_ref = 0 and tau_m = 2**53 ms",
              "it does not leak"])
     return {"neuron_model": nest_common.neuron_model(reset), "neuron_params": Code(f"dict({text})"),
-            "model_note": [comment(line) for line in note], "hold": nest_common.HOLD, "never": nest_common.NEVER,
-            "helpers_source": Code(nest_common.helpers_source())}
+            "model_note": [comment(line) for line in note], "hold": nest_common.HOLD, "never": nest_common.NEVER}
 
 
 class NestWriter(ScriptWriter):
@@ -35,6 +34,7 @@ class NestWriter(ScriptWriter):
     template = "nest.py.j2"
     simulator = "NEST (PyNEST)"
     package = "nest-simulator"
+    scriptlib = ScriptWriter.scriptlib + ("nest_schedule",)
     capabilities = nest_common.capabilities("built with one array nest.Connect per projection")
 
     def check(self, net: Network) -> list[str]:

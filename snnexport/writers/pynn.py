@@ -23,6 +23,7 @@ class PyNNWriter(ScriptWriter):
     template = "pynn.py.j2"
     simulator = "PyNN"
     package = "PyNN"
+    scriptlib = ScriptWriter.scriptlib + ("nest_schedule",)
     capabilities = nest_common.capabilities(
         "built with one array nest.Connect per projection through the PyNN populations' node collections "
         "(PyNN Projections with FromListConnector under --pynn-projections or other back ends)")
