@@ -1,7 +1,9 @@
 """The ``nest`` writer: a plain PyNEST script (``import nest``) of the spiking network.
 
 How the contract (docs/semantics.md) maps onto NEST is explained, with what was measured, in
-:mod:`snnexport.writers.nest_common`, which the ``pynn`` writer shares.
+:mod:`snnexport.writers.nest_common`, which the ``pynn`` writer shares. So is the script's code:
+``templates/nest.py.j2`` extends ``templates/_nest.py.j2`` (as ``pynn.py.j2`` does) with a
+``Backend`` class that makes the NEST calls.
 """
 
 from __future__ import annotations
