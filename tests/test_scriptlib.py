@@ -38,7 +38,8 @@ MULTI_INPUT = {"concat", "add"}
 
 def _flakes(source: str, filename: str) -> list[str]:
     """pyflakes' messages on ``source``, but for an import that repeats one made above (embedded modules)."""
-    checker = pytest.importorskip("pyflakes.checker", reason="pyflakes is not installed (pip install 'snnexport[test]')")
+    checker = pytest.importorskip("pyflakes.checker",
+                                  reason="pyflakes is not installed (pip install 'snnexport[test]')")
     from pyflakes import messages
     lines = source.splitlines()
 
