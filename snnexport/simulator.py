@@ -78,7 +78,7 @@ from . import __version__
 from .scriptlib import runtime
 from .errors import SnnexportError
 from .network import Gate, Network, Population, Projection
-from .network_check import check_network
+from .network import check_network
 from .ops import Op
 
 CPU_BYTES = 2 ** 20  # on a CPU, a population's state over one chunk (group × Tc rows) stays under this

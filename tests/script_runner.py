@@ -12,11 +12,11 @@ import pytest
 from conftest import needs
 from snnexport.scriptlib import runtime
 from snnexport.network import Network
-from snnexport.writers import get
+from snnexport.writers import get, runnable
 from snnexport.writers.base import WriteOptions
 
-# The script writers and the simulator module each one's scripts import.
-SIMULATORS = {"brian2": "brian2", "nest": "nest", "pynn": "pyNN", "nengo": "nengo"}
+# The script writers and the simulator module each one's scripts import (the writers' own facts).
+SIMULATORS = {name: get(name).module for name in runnable()}
 
 
 def every_simulator() -> list:

@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 from conftest import BUNDLED_MODEL, BUNDLED_SAMPLES, ROOT
+from snnexport import writers
 from snnexport.scriptlib import runtime
 from snnexport.cli import main
 from snnexport.compare import identical_fraction
 from snnexport.network import Network
 from snnexport.simulator import simulate
 
-# writer → the pyproject extra whose packages its script needs
-EXTRAS = {"brian2": "brian2", "nengo": "nengo", "nest": "nest", "pynn": "nest"}
+# writer → the pyproject extra whose packages its script needs (the writers' own facts)
+EXTRAS = {name: writers.get(name).extra for name in writers.runnable()}
 
 
 def _requirements(extra: str) -> list[str]:

@@ -34,14 +34,32 @@ class Rendered:
     main: bytes | Callable[[BinaryIO], None]  # the content, or a function that streams it into a file
     beside: dict[str, bytes] = field(default_factory=dict)  # file name → content, next to the main file
 
+    def writes(self, output: Path) -> dict[Path, Callable[[BinaryIO], None]]:
+        """Every file, the main one at ``output``, as {path: write(fileobj)} for
+        :func:`snnexport.runtime.write_outputs` (which writes all of them or none)."""
+        def put(content: bytes | Callable[[BinaryIO], None]) -> Callable[[BinaryIO], None]:
+            return content if callable(content) else (lambda f: f.write(content))
+        return {output: put(self.main), **{output.parent / name: put(data) for name, data in self.beside.items()}}
+
 
 class Writer:
-    """Subclasses set the class attributes and implement :meth:`render`."""
+    """Subclasses set the class attributes and implement :meth:`render`.
+
+    The facts (``runnable`` … ``distribution``) are the one place a back end's simulator is named:
+    the registry (:mod:`snnexport.writers`) derives from them what ``snnexport validate`` runs, what
+    it reports as not installed and how to install it; a test checks them against pyproject's extras.
+    """
     name: str = ""
     summary: str = ""
     suffix: str = ".py"
     binary: bool = False  # binary output is never written to a terminal
     capabilities: dict[str, tuple[str, str]] = {}  # feature → (native|approximated|refused, how)
+    # facts
+    runnable: bool = False  # its output is a script `snnexport validate` runs (--input, --out, the results file)
+    module: str = ""  # the simulator module the script imports, e.g. "brian2"
+    requires: tuple[str, ...] = ()  # every module needed to run the script
+    extra: str = ""  # the pip extra of snnexport that installs them
+    distribution: str = ""  # the distribution whose version the script's header and validate report
 
     def render(self, net: Network, options: WriteOptions) -> Rendered:
         raise NotImplementedError
@@ -49,17 +67,18 @@ class Writer:
     def check(self, net: Network) -> list[str]:
         """Approximations this network needs from this writer (they go to the header and stderr).
 
-        Raises SnnexportError for a refused feature, or for a network that breaks the schema
-        (``network_check``): a writer renders only networks every simulator can run.
+        Raises FeatureRefused for a feature it refuses, SnnexportError for a network that breaks the
+        schema (``network_check``): a writer renders only networks every simulator can run.
         """
-        from ..errors import SnnexportError
-        from ..network_check import check_network
+        from ..errors import FeatureRefused
+        from ..network import check_network
         check_network(net)
         notes = []
         for feature in features_used(net):
             status, how = self.capabilities.get(feature, (REFUSED, "not implemented"))
             if status == REFUSED:
-                raise SnnexportError(f"the {self.name} writer cannot express {feature.replace('_', ' ')}: {how}")
+                raise FeatureRefused(self.name, feature,
+                                     f"the {self.name} writer cannot express {feature.replace('_', ' ')}: {how}")
             if status == APPROXIMATED:
                 notes.append(f"{feature.replace('_', ' ')}: {how}")
         return notes
