@@ -28,6 +28,7 @@ import keyword
 import math
 import re
 import sys
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -193,13 +194,19 @@ def embedded(names: Iterable[str]) -> Code:
     return Code("\n\n".join(parts))
 
 
+# ast.parse in several threads at once raised "SystemError: AST constructor recursion depth mismatch" on
+# CPython 3.11.7 here (validate renders scripts in threads; the first render of each module parses it)
+_PARSING = threading.Lock()
+
+
 @functools.cache
 def _scriptlib_module(name: str) -> tuple[str, tuple[str, ...]]:
     """A scriptlib module's source as embedded (no docstring, no relative imports) and the modules it imports."""
     if name not in scriptlib.MODULES:
         raise ValueError(f"no scriptlib module {name!r}")
     source = (Path(scriptlib.__file__).parent / f"{name}.py").read_text(encoding="utf-8")
-    tree = ast.parse(source)
+    with _PARSING:
+        tree = ast.parse(source)
     drop: set[int] = set()  # line numbers, 1-based
     if ast.get_docstring(tree) is not None:
         drop.update(range(tree.body[0].lineno, tree.body[0].end_lineno + 1))
