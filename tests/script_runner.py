@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import needs
-from snnexport import runtime
+from snnexport.scriptlib import runtime
 from snnexport.network import Network
 from snnexport.writers import get, runnable
 from snnexport.writers.base import WriteOptions

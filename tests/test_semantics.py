@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from snnexport import runtime
+from snnexport.scriptlib import runtime
 from snnexport.network import Gate, InputSpec, Network, Neuron, Population, Projection
 from snnexport.ops import Dense, Reshape
 from snnexport.simulator import simulate

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import BUNDLED_MODEL, BUNDLED_SAMPLES, ROOT
-from snnexport import runtime, writers
+from snnexport import writers
+from snnexport.scriptlib import runtime
 from snnexport.cli import main
 from snnexport.compare import identical_fraction
 from snnexport.network import Network

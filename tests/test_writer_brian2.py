@@ -20,7 +20,7 @@ import pytest
 import model_zoo
 from conftest import BUNDLED_MODEL, BUNDLED_SAMPLES, needs
 from script_runner import run_for_results, run_script
-from snnexport import runtime
+from snnexport.scriptlib import runtime
 from snnexport.compare import identical_fraction
 from snnexport.convert import convert
 from snnexport.readers.keras import read_model

@@ -21,7 +21,8 @@ import pytest
 import model_zoo
 from conftest import BUNDLED_MODEL, BUNDLED_SAMPLES, ROOT, needs
 from script_runner import run_for_results, run_script
-from snnexport import ops, runtime
+from snnexport import ops
+from snnexport.scriptlib import runtime
 from snnexport.compare import identical_fraction
 from snnexport.convert import convert
 from snnexport.readers.keras import read_model

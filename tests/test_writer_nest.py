@@ -23,7 +23,7 @@ import pytest
 import model_zoo
 from conftest import BUNDLED_MODEL, BUNDLED_SAMPLES, needs
 from script_runner import run_for_results, run_script
-from snnexport import runtime
+from snnexport.scriptlib import runtime
 from snnexport.compare import identical_fraction
 from snnexport.convert import convert
 from snnexport.errors import SnnexportError
@@ -31,7 +31,7 @@ from snnexport.readers.keras import read_model
 from snnexport.network import Gate, Network
 from snnexport.writers import get
 from snnexport.writers.base import APPROXIMATED, FEATURES, NATIVE, REFUSED, WriteOptions
-from snnexport.writers.nest_common import schedule, timeline
+from snnexport.scriptlib.nest_schedule import schedule, timeline
 
 pytestmark = needs("nest")
 
