@@ -73,7 +73,7 @@ class _Parser(argparse.ArgumentParser):
 
 # dest → (lowest, highest allowed or None): the integer options every script takes. --steps stays below
 # 2**24, where float32 step counters stop being exact; --seed within what numpy and Nengo seed with.
-_RANGES = {"limit": (1, None), "steps": (1, 2 ** 24 - 1), "seed": (0, 2 ** 32 - 1)}
+_RANGES = {"limit": (1, None), "steps": (1, 2 ** 24 - 1), "seed": (0, 2 ** 32 - 1), "batch": (1, None)}
 
 
 def parse_args(description, steps, seed, extra=None, own_files=()):
@@ -91,6 +91,10 @@ def parse_args(description, steps, seed, extra=None, own_files=()):
     p.add_argument("--seed", type=int, default=seed, help="seed for Poisson input and spiking softmax")
     p.add_argument("--readout", choices=("count", "membrane", "softmax"), default=None,
                    help="how the output is read (default: as exported)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="samples simulated at once, as independent copies of the network in one simulator "
+                        "network (default: as many as keep the synapses in memory bounded; results do not "
+                        "depend on it)")
     p.add_argument("--out", help="write the results (.npz, the same layout for every simulator)")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     ranges = dict(_RANGES)
