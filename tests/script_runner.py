@@ -1,7 +1,12 @@
-"""Running an exported script as a user would, but proving it never imports snnexport."""
+"""Running an exported script as a user would, but proving it never imports snnexport.
+
+The one list of script writers the tests know lives here (:func:`script_writers`), with what
+each one's scripts need (:func:`missing_modules`).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -9,19 +14,47 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import needs
-from snnexport import runtime
+from snnexport import runtime, writers
 from snnexport.network import Network
 from snnexport.writers import get
-from snnexport.writers.base import WriteOptions
+from snnexport.writers.base import Rendered, WriteOptions
 
-# The script writers and the simulator module each one's scripts import.
-SIMULATORS = {"brian2": "brian2", "nest": "nest", "pynn": "pyNN", "nengo": "nengo"}
+# The script writers and the modules each one's scripts import, for a registry that does not
+# declare them yet (snnexport.writers.runnable / missing_modules, when present, are used instead).
+SIMULATORS = {"brian2": ("brian2",), "nest": ("nest",), "pynn": ("pyNN", "nest"), "nengo": ("nengo",)}
+
+
+def script_writers() -> list[str]:
+    """The writers whose output is a runnable script, from the writer registry where it says so."""
+    runnable = getattr(writers, "runnable", None)
+    return list(runnable()) if runnable is not None else list(SIMULATORS)
+
+
+def missing_modules(writer: str) -> list[str]:
+    """The modules ``writer``'s scripts need that are not installed here."""
+    registry = getattr(writers, "missing_modules", None)
+    if registry is not None:
+        return list(registry(writer))
+    return [m for m in SIMULATORS[writer] if importlib.util.find_spec(m) is None]
+
+
+def skip_reason(writer: str) -> str | None:
+    """Why ``writer``'s scripts cannot run here (naming the missing modules), or None."""
+    missing = missing_modules(writer)
+    if not missing:
+        return None
+    return f"{', '.join(missing)} not installed: the {writer} scripts cannot run (pip install 'snnexport[all]')"
 
 
 def every_simulator() -> list:
     """pytest parameters, one per script writer, each skipped (naming what is missing) without its simulator."""
-    return [pytest.param(writer, marks=needs(module), id=writer) for writer, module in SIMULATORS.items()]
+    params = []
+    for writer in script_writers():
+        reason = skip_reason(writer)
+        params.append(pytest.param(writer, marks=pytest.mark.skipif(reason is not None, reason=reason or ""),
+                                   id=writer))
+    return params
+
 
 # Blocks `import snnexport` inside the script's process: an exported script must be self-contained.
 _LAUNCH = ("import sys, runpy; sys.modules['snnexport'] = None; sys.argv = sys.argv[1:]; "
@@ -37,20 +70,35 @@ def run_script(script: Path, *args: str, timeout: float = 600, check: bool = Tru
     return proc
 
 
-def run_for_results(script: Path, inputs: np.ndarray, *args: str, timeout: float = 600) -> dict:
-    """Runs the script on ``inputs`` and returns its results file's arrays."""
-    inp = script.parent / (script.stem + "_inputs.npy")
+def run_for_results(script: Path, inputs: np.ndarray, *args: str, timeout: float = 600,
+                    labels: np.ndarray | None = None) -> dict:
+    """Runs the script on ``inputs`` (with ``labels``: an .npz of x and y) and returns its results file's arrays."""
     out = script.parent / (script.stem + "_results.npz")
-    np.save(inp, inputs)
+    if labels is None:
+        inp = script.parent / (script.stem + "_inputs.npy")
+        np.save(inp, inputs)
+    else:
+        inp = script.parent / (script.stem + "_inputs.npz")
+        np.savez(inp, x=inputs, y=labels)
     run_script(script, "--input", str(inp), "--out", str(out), "--quiet", *args, timeout=timeout)
     return runtime.load_results(out)
 
 
-def export_and_run(writer: str, net: Network, inputs: np.ndarray, workdir: Path, steps: int) -> dict:
-    """Exports ``net`` with ``writer`` into ``workdir`` and returns the results of its script on ``inputs``."""
-    script = workdir / f"snn_{writer}.py"  # not "nest.py": a script must not shadow its simulator
-    rendered = get(writer).render(net, WriteOptions(output=script))
+def export(writer: str, net: Network, script: Path, samples: np.ndarray | None = None,
+           **options: object) -> Path:
+    """Writes ``writer``'s script of ``net`` to ``script`` (and its data files beside it, if any)."""
+    return write_rendered(get(writer).render(net, WriteOptions(output=script, samples=samples, **options)), script)
+
+
+def write_rendered(rendered: Rendered, script: Path) -> Path:
+    """Writes a rendered script to ``script`` and its data files beside it."""
     script.write_bytes(rendered.main)
     for name, content in rendered.beside.items():
-        (workdir / name).write_bytes(content)
+        (script.parent / name).write_bytes(content)
+    return script
+
+
+def export_and_run(writer: str, net: Network, inputs: np.ndarray, workdir: Path, steps: int) -> dict:
+    """Exports ``net`` with ``writer`` into ``workdir`` and returns the results of its script on ``inputs``."""
+    script = export(writer, net, workdir / f"snn_{writer}.py")  # not "nest.py": it must not shadow its simulator
     return run_for_results(script, inputs, "--steps", str(steps))
