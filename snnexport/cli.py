@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import math
 import os
 import re
 import signal
@@ -27,14 +25,14 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
 from . import __version__, runtime
-from .errors import SnnexportError
+from .errors import SnnexportError, user_errors
+from .loading import load_network, progress
+from .options import MAX_SEED, Parser, add_conversion_options, int_range, number_range
 
 SUBCOMMANDS = ("info", "simulate", "validate", "writers")
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
-MAX_STEPS = 2 ** 24 - 1  # spike counts stay exact float32 integers below 2**24
-MAX_SEED = 2 ** 32 - 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,59 +129,10 @@ def _silence_stdout() -> None:
 
 # --- options --------------------------------------------------------------------------------------
 
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: a usage problem is a SnnexportError like any other bad input."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        m = re.match(r"argument ([^:]+): (.*)$", message, re.S)
-        if m and any(m.group(2).startswith(name) for name in m.group(1).split("/")):
-            message = m.group(2)  # our type checks name the option themselves
-        raise SnnexportError(f"{message} (see `{self.prog} --help`)")
-
-
-def int_range(name: str, lo: int, hi: int | None = None) -> Callable[[str], int]:
-    """argparse type: an integer in [lo, hi] (no upper bound when hi is None); errors name the option."""
-    rule = f"at least {lo}" if hi is None else f"from {lo} to {hi}"
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer ({rule}), got {text!r}") from None
-        if value < lo or (hi is not None and value > hi):
-            raise argparse.ArgumentTypeError(f"{name} must be {rule}, got {value}")
-        return value
-
-    parse.__name__ = "integer"
-    return parse
-
-
-def number_range(name: str, lo: float, hi: float | None = None, lo_open: bool = True) -> Callable[[str], float]:
-    """argparse type: a finite number above ``lo`` (or from it, when not lo_open), at most ``hi``."""
-    if hi is None:
-        rule = f"a finite number {'>' if lo_open else '≥'} {lo:g}"
-    else:
-        rule = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be {rule}, got {text!r}") from None
-        if not (math.isfinite(value) and (value > lo if lo_open else value >= lo) and (hi is None or value <= hi)):
-            raise argparse.ArgumentTypeError(f"{name} must be {rule}, got {text}")
-        return value
-
-    parse.__name__ = "number"
-    return parse
-
-
 def check_output(path: str | os.PathLike[str], inputs: Iterable[object], what: str) -> None:
     """:func:`snnexport.runtime.check_output_path` as a SnnexportError."""
-    try:
+    with user_errors():
         runtime.check_output_path(path, tuple(i for i in inputs if i), what)
-    except ValueError as e:
-        raise SnnexportError(str(e)) from None
 
 
 def check_stdout(inputs: Iterable[object]) -> None:
@@ -205,14 +154,6 @@ def check_stdout(inputs: Iterable[object]) -> None:
 
 # --- conversion -------------------------------------------------------------------------------------
 
-# Options of the conversion itself: a network file (.snn) is converted already, so they are refused
-# with one. Defaults here, not in argparse, so that an explicit value can be told from none.
-CONVERSION_ONLY = {"calibration": None, "calibration_samples": 1000, "percentile": 99.9, "reset": "subtract",
-                   "encoding": "analog"}
-# Settings a network file holds and an option may change (default: the file's; for a model: these).
-SETTINGS = {"readout": "count", "steps": 100, "clamp": 0}
-
-
 def _convert_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="snnexport", description="Convert a trained Keras CNN into a spiking network and export it "
@@ -232,88 +173,6 @@ def _convert_parser() -> argparse.ArgumentParser:
     p.add_argument("--capabilities", action="store_true", help="print the writer's capability table and exit")
     p.add_argument("--version", action="version", version=f"snnexport {__version__}")
     return p
-
-
-def add_conversion_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("conversion (a Keras model only; refused with a network file)")
-    g.add_argument("--calibration", metavar="FILE",
-                   help="inputs for weight normalization (.npy, or .npz with x / x_train / x_test)")
-    g.add_argument("--calibration-samples", type=int_range("--calibration-samples", 1), metavar="N",
-                   help="use at most N calibration samples (default 1000)")
-    g.add_argument("--percentile", type=number_range("--percentile", 0, 100), metavar="P",
-                   help="normalize by the P-th percentile of activations (default 99.9; 100 is max-norm)")
-    g.add_argument("--reset", choices=("subtract", "zero"), help="reset by subtraction (default) or to zero")
-    g.add_argument("--encoding", choices=("analog", "poisson"),
-                   help="input: constant analog current (default) or Poisson spikes")
-    g = p.add_argument_group("settings (for a network file: default the file's own)")
-    g.add_argument("--readout", choices=("count", "membrane", "softmax"), help="output readout (default count)")
-    g.add_argument("--steps", type=int_range("--steps", 1, MAX_STEPS),
-                   help="default time steps of the exported network (default 100)")
-    g.add_argument("--clamp", type=int_range("--clamp", 0), metavar="D",
-                   help="hold population l's membrane at 0 for the first D*l steps (default 0)")
-    p.add_argument("--input-scale", type=number_range("--input-scale", 0), metavar="S",
-                   help="multiply data by S before use (default: 1/255 for uint8 data, else 1; needed for "
-                        "integer data outside 0..255)")
-
-
-def _is_network(model: str) -> bool:
-    from .network import is_network_file
-    return Path(model).suffix.lower() == ".snn" or (Path(model).is_file() and is_network_file(model))
-
-
-def check_model_options(model: str, args: argparse.Namespace) -> None:
-    """Refuse conversion options given with a network file: they would be silently ignored."""
-    if not _is_network(model):
-        return
-    given = [f"--{k.replace('_', '-')}" for k in CONVERSION_ONLY if getattr(args, k, None) is not None]
-    if given:
-        raise SnnexportError(f"{model} is a network file, converted already: {', '.join(given)} "
-                             f"{'applies' if len(given) == 1 else 'apply'} only to a Keras model "
-                             "(--readout, --steps and --clamp may still be given)")
-
-
-def _option(args: argparse.Namespace, name: str):
-    value = getattr(args, name, None)
-    return {**CONVERSION_ONLY, **SETTINGS}[name] if value is None else value
-
-
-def load_network(model: str, args: argparse.Namespace, quiet: bool = False):
-    """A Network from a network file, or converted from a Keras model with the conversion options."""
-    from .network import Network, Provenance
-    path = Path(model)
-    if not path.exists():
-        raise SnnexportError(f"{model}: no such file")
-    if path.is_dir():
-        raise SnnexportError(f"{model}: is a directory, not a model file")
-    check_model_options(model, args)
-    if _is_network(model):
-        net = Network.load(path)
-        for name in SETTINGS:  # only what was asked for; the rest stays as the file says
-            if getattr(args, name, None) is not None:
-                setattr(net.settings, name, getattr(args, name))
-        return net
-    from . import data
-    from .convert import convert
-    from .readers import read_model
-    graph = read_model(path)
-    calib, sha = None, ""
-    if args.calibration:
-        _progress(f"loading calibration data {args.calibration}", quiet)
-        calib, _ = data.load_samples(args.calibration, graph.input_shape, "calibration data", True,
-                                     args.input_scale, limit=_option(args, "calibration_samples"))
-        sha = data.sha256_of(calib)
-    _progress(f"converting {path.name}", quiet)
-    import keras
-    prov = Provenance(path.name, _sha256_file(path), keras.__version__, __version__)
-    try:
-        net = convert(graph, calib, _option(args, "percentile"), _option(args, "reset"), _option(args, "encoding"),
-                      prov, sha, consume=True)
-    except SnnexportError as e:  # the converter names the layer; the user also needs the file
-        raise type(e)(f"{model}: {e}") from None
-    del graph
-    s = net.settings
-    s.readout, s.steps, s.clamp = _option(args, "readout"), _option(args, "steps"), _option(args, "clamp")
-    return net
 
 
 def _shadowed_module(out: Path, writer) -> str | None:
@@ -372,9 +231,12 @@ def convert_command(argv: list[str]) -> int:
         if rendered.beside and out.exists() and not out.is_file():
             raise SnnexportError(f"-o {out} is not a regular file, so nothing can lie beside it: the weights are "
                                  f"too large to embed ({', '.join(rendered.beside)} would go beside the script)")
-        files = {out: rendered.main, **{out.parent / name: data for name, data in rendered.beside.items()}}
-        write_atomically(files, inputs)
-        _progress(f"wrote {', '.join(str(f) for f in files)}", False)
+        files = rendered.writes(out)
+        for path in files:  # the weights beside the script may not replace an input either
+            check_output(path, inputs, "output")
+        with user_errors():
+            runtime.write_outputs(files)  # all or none
+        progress(f"wrote {', '.join(str(f) for f in files)}")
     return 0
 
 
@@ -405,35 +267,11 @@ def _bundled_samples(args: argparse.Namespace, net):
 def print_capabilities(writer) -> None:
     from .writers.base import FEATURES
     say(f"{writer.name}: {writer.summary}")
+    if writer.requires:
+        say(f"  runs with {', '.join(writer.requires)}{_missing_note(writer.name)}")
     for feature in FEATURES:
         status, how = writer.capabilities.get(feature, ("refused", "not implemented"))
         say(f"  {feature:18s} {status:13s} {how}")
-
-
-def write_atomically(files: dict[Path, bytes | Callable[[BinaryIO], None]], inputs: Iterable[object] = ()) -> None:
-    """Write all files or none (:func:`snnexport.runtime.write_outputs`), none of them an input."""
-    inputs = tuple(inputs)
-    for path in files:
-        check_output(path, inputs, "output")
-    writes = {path: (content if callable(content) else (lambda f, b=content: f.write(b)))
-              for path, content in files.items()}
-    try:
-        runtime.write_outputs(writes)
-    except ValueError as e:
-        raise SnnexportError(str(e)) from None
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2 ** 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _progress(message: str, quiet: bool) -> None:
-    if not quiet:
-        print(f"snnexport: {message}", file=sys.stderr)
 
 
 # --- other commands -----------------------------------------------------------------------------------
@@ -454,11 +292,18 @@ def writers_command(argv: list[str]) -> int:
     from . import writers
     for name in writers.available():
         try:
-            summary = writers.get(name).summary
+            summary = writers.get(name).summary + _missing_note(name)
         except Exception as e:  # a writer whose module fails to import is still listed, with why
             summary = f"(unavailable: {_one_line(str(e))})"
         say(f"{name:8s} {summary}")
     return 0
+
+
+def _missing_note(name: str) -> str:
+    """What a writer's scripts need and this installation lacks, or ""."""
+    from . import writers
+    missing = writers.missing_modules(name)
+    return f" [not installed here: {', '.join(missing)}; {writers.install_hint(name)}]" if missing else ""
 
 
 def simulate_command(argv: list[str]) -> int:
@@ -483,7 +328,7 @@ def simulate_command(argv: list[str]) -> int:
     x, y = data.load_samples(args.data, net.input.shape, "data", False, args.input_scale, limit=args.n)
     ann = ann_activations(net, x)
     ann_pred = ann[net.output].reshape(len(x), -1).argmax(axis=1)
-    _progress(f"simulating {len(x)} samples for {net.settings.steps} steps", False)
+    progress(f"simulating {len(x)} samples for {net.settings.steps} steps")
     res = simulate(net, x, y, steps=net.settings.steps, batch=args.batch, delay=args.delay,
                    seed=args.seed, progress=True)
     snn_pred = res["predictions"]
@@ -499,14 +344,12 @@ def simulate_command(argv: list[str]) -> int:
             fit = rate_fit(counts / net.settings.steps, ann[name])
             say(f"  {name!r}: Pearson r {fit['pearson']:.4f}, slope {fit['slope']:.3f}, RMSE {fit['rmse']:.4f}")
     if args.out:
-        try:
+        with user_errors():
             runtime.save_results(args.out, res, {"simulator": "reference", "snnexport_version": __version__,
                                                  "steps": net.settings.steps, "seed": args.seed,
                                                  "delay": args.delay, "readout": net.settings.readout,
                                                  "reset": net.neuron.reset, "encoding": net.input.encoding})
-        except ValueError as e:
-            raise SnnexportError(str(e)) from None
-        _progress(f"wrote {args.out}", False)
+        progress(f"wrote {args.out}")
     return 0
 
 

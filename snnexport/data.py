@@ -84,25 +84,6 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def _layout(array_shape: tuple[int, ...], shape: Shape) -> str | None:
-    """"batch" when the array is (N, *sample), "sample" when it is one sample, None when neither.
-
-    The same candidates, in the same order, as :func:`snnexport.runtime.coerce_samples`.
-    """
-    shape = tuple(shape)
-    candidates = [shape]
-    if shape[-1] == 1:
-        candidates.append(shape[:-1])
-    if len(shape) == 3 and shape[0] == 1:
-        candidates.append(shape[1:])
-    for c in candidates:
-        if tuple(array_shape[1:]) == c:
-            return "batch"
-        if tuple(array_shape) == c:
-            return "sample"
-    return None
-
-
 def _available_memory() -> int | None:
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
@@ -240,7 +221,7 @@ def load_samples(path: str | Path, shape: Shape, what: str = "data", calibration
     xs, ys = _open_arrays(path, X_KEYS_CALIBRATION if calibration else X_KEYS, what)
     if xs.header.dtype.kind not in "uif":
         raise SnnexportError(f"{what} has dtype {xs.header.dtype}; numbers are needed")
-    layout = _layout(xs.shape, shape)
+    layout = runtime.sample_layout(xs.shape, shape)
     if layout is None:
         # the shape message of runtime.coerce_samples, from a view that holds no data
         stub = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), xs.shape, (0,) * len(xs.shape))

@@ -23,10 +23,11 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from . import connectivity
+from .errors import SnnexportError
+from .network_check import FORMAT, FORMAT_VERSION, check_document, load_document
+from .network_file import ArrayInfo, check_finite
 from .ops import OP_TYPES, Op, Shape
 
-FORMAT = "snnexport-network"
-FORMAT_VERSION = 1
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -169,8 +170,7 @@ class Network:
     @classmethod
     def load(cls, path: str | Path | BinaryIO) -> "Network":
         """Read a network file; everything in it is checked (:mod:`snnexport.network_check`) before use."""
-        from .network_check import load_document
-        doc, arrays = load_document(path)
+        doc, arrays = load_document(path, _CLASSES)
         return _decode(doc, arrays)
 
 
@@ -232,6 +232,21 @@ def _decode(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
     if cls is Projection:
         kwargs["ops"] = list(kwargs["ops"])
     return cls(**kwargs)
+
+
+def check_network(net: Network, where: str = "network") -> None:
+    """Check a network built in code (or loaded) against the file's schema, and every array finite.
+
+    Writers and simulators call this first, so that they may rely on everything it checks.
+    """
+    if not isinstance(net, Network):
+        raise SnnexportError(f"{where}: expected a Network, got {type(net).__name__}")
+    found: list[np.ndarray] = []
+    doc = {"format": FORMAT, **_encode(net, found)}
+    infos = {f"arrays/{i}.npy": ArrayInfo(tuple(a.shape), a.dtype) for i, a in enumerate(found)}
+    fields = check_document(doc, infos, _CLASSES, where)
+    for i, a in enumerate(found):
+        check_finite(a, f"{where}: {fields[f'arrays/{i}.npy']}")
 
 
 def networks_equal(a: Network, b: Network) -> bool:

@@ -1,50 +1,47 @@
 """The schema of a network description, checked before anything uses it.
 
 A ``.snn`` file is shared like a model file, so it is untrusted input: every value in it reaches a
-simulation or a generated script. :func:`load_document` reads one with bounded reads: the zip
-directory's sizes and every ``.npy`` header are compared with what the network's shapes require
-before anything is decompressed, so a damaged or hostile file costs milliseconds and little
-memory. :func:`check_document` checks the decoded ``network.json`` before any object is built from
-it: the type of every field, enumerations, finite numbers and ranges, names unique and every
-referenced name present, node order feed-forward, depths as ``docs/semantics.md`` defines them,
-and every shape against the ops' own geometry (:meth:`snnexport.ops.Op.output_shape`, the one
-place that geometry lives). :func:`check_network` runs the same checks on a network built in
-code, by encoding it exactly as a file would hold it. Every problem is one
-:class:`~snnexport.errors.SnnexportError` line that names the field, e.g.
+simulation or a generated script. :func:`load_document` reads one with bounded reads
+(:mod:`snnexport.network_file`): the zip directory's sizes and every ``.npy`` header are compared
+with what the network's shapes require before anything is decompressed, so a damaged or hostile
+file costs milliseconds and little memory. :func:`check_document` checks the decoded
+``network.json`` before any object is built from it: the type of every field, enumerations, finite
+numbers and ranges, names unique and every referenced name present, node order feed-forward,
+depths as ``docs/semantics.md`` defines them, and every shape against the ops' own geometry
+(:meth:`snnexport.ops.Op.output_shape`, the one place that geometry lives). :func:`check_network`
+runs the same checks on a network built in code, by encoding it exactly as a file would hold it.
+Every problem is one :class:`~snnexport.errors.SnnexportError` line that names the field, e.g.
 ``net.snn: network.json: nodes[3].bias: expected 864 float32 values for shape (12, 12, 6), the array holds 7``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 import math
 import re
-import struct
 import zipfile
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 import numpy as np
 
+from . import network_file
 from .errors import SnnexportError
+from .network_file import MEMBER, ArrayInfo, check_finite, show as _show
 from .ops import ACTIVATIONS, OP_TYPES
 
-if TYPE_CHECKING:
-    from .network import Network
 
-MAX_JSON_BYTES = 64 * 2 ** 20  # network.json: VGG16's is about 20 kB
+FORMAT = "snnexport-network"
+FORMAT_VERSION = 1
+
 MAX_NAME = 4096  # characters in a name or the model file name
 MAX_VERSION = 256  # characters in a version string
 MAX_ELEMENTS = 2 ** 31  # elements of any tensor: the input, a population, an op's output, an array
 MAX_RANK = 8
 MAX_OPS = 1024  # ops in one projection
 MAX_STEPS = 2 ** 24  # spike counts are exact float32 integers below this
-MAX_NPY_HEADER = 2 ** 16
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # state is float32: a larger number would become inf there
 
 ENCODINGS = ("analog", "poisson")
@@ -55,71 +52,27 @@ METHODS = ("percentile", "model-bound", "none")
 OUTPUT_ONLY = ("softmax", "linear")  # activations allowed only on the output population
 # ops a projection may carry: linear, one input each (max-pooling is a gate, activations are populations)
 PROJECTION_OPS = ("dense", "conv2d", "avgpool", "pad", "reshape", "affine", "embed", "scale")
-MEMBER = re.compile(r"arrays/(0|[1-9][0-9]{0,8})\.npy")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-@dataclass(frozen=True)
-class ArrayInfo:
-    """An array as its ``.npy`` header (or an in-memory array) describes it: enough for geometry."""
-    shape: tuple[int, ...]
-    dtype: np.dtype
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
 
 
 # --- the document ---------------------------------------------------------------------------------
 
-def check_document(doc: Any, arrays: Mapping[str, ArrayInfo], where: str = "network.json") -> dict[str, str]:
+def check_document(doc: Any, arrays: Mapping[str, ArrayInfo], classes: Mapping[str, type],
+                   where: str = "network.json") -> dict[str, str]:
     """Check a decoded ``network.json`` whose array members are described by ``arrays``.
 
+    ``classes`` maps the names of the description's dataclasses (``snnexport.network``) to them: their
+    fields are the schema of the objects (passed in, so that this module does not import the
+    description that imports it).
     Returns, for every array member, the field that holds it (for messages about its data).
     Raises :class:`SnnexportError` with ``where``, the field path and the problem, in one line.
     """
-    c = _Checker(where, arrays)
+    c = _Checker(where, arrays, classes)
     c.network(doc)
     extra = sorted(set(arrays) - set(c.used))
     if extra:
         c.fail(extra[0], "is not referenced by network.json (a network file holds only the arrays it uses)")
     return c.used
-
-
-def check_network(net: "Network", where: str = "network") -> None:
-    """Check a network built in code (or loaded): the file's schema, and every array finite.
-
-    Writers and simulators call this first, so that they may rely on everything it checks.
-    """
-    from .network import FORMAT, Network, _encode
-    if not isinstance(net, Network):
-        raise SnnexportError(f"{where}: expected a Network, got {type(net).__name__}")
-    found: list[Any] = []
-    doc = {"format": FORMAT, **_encode(net, found)}
-    infos = {f"arrays/{i}.npy": ArrayInfo(tuple(a.shape), a.dtype) for i, a in enumerate(found)}
-    fields = check_document(doc, infos, where)
-    for i, a in enumerate(found):
-        member = f"arrays/{i}.npy"
-        _check_finite(a, f"{where}: {fields[member]}")
-
-
-def _check_finite(a: np.ndarray, label: str) -> None:
-    """NaN or ±inf anywhere fails; min and max are fast reductions that propagate NaN, with no temporary."""
-    if a.size and not (math.isfinite(float(a.min())) and math.isfinite(float(a.max()))):
-        raise SnnexportError(f"{label}: holds NaN or infinite values")
-
-
-def _show(v: Any) -> str:
-    """A value for a message: JSON, ASCII only (so one line whatever it holds), at most 60 characters."""
-    if isinstance(v, dict) and set(v) == {"array"}:
-        return "an array"
-    if isinstance(v, np.ndarray):
-        return f"a {v.dtype} array of shape {v.shape}"
-    try:
-        s = json.dumps(v, ensure_ascii=True)
-    except (TypeError, ValueError, RecursionError):
-        s = type(v).__name__
-    return s if len(s) <= 60 else s[:57] + "..."
 
 
 def _join(path: str, key: str | int) -> str:
@@ -128,12 +81,23 @@ def _join(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
+@dataclass
+class _Names:
+    """What the document has named so far: the input, and for every name its owner (for messages),
+    its position (the input 0, node k at k + 1) and its shape."""
+    input: str
+    names: dict[str, str]
+    order: dict[str, int]
+    shapes: dict[str, tuple[int, ...]]
+
+
 class _Checker:
     """One pass over a document; ``used`` maps each array member to the field that holds it."""
 
-    def __init__(self, where: str, arrays: Mapping[str, ArrayInfo]):
+    def __init__(self, where: str, arrays: Mapping[str, ArrayInfo], classes: Mapping[str, type]):
         self.where = where
         self.arrays = arrays
+        self.classes = classes
         self.used: dict[str, str] = {}
 
     def fail(self, path: str, message: str) -> NoReturn:
@@ -257,10 +221,19 @@ class _Checker:
             self.fail(path, "expected null: the ops of a projection carry no constant term "
                             "(it is part of the target population's bias)")
 
-    # --- the network ---
+    # --- the network, section by section, in the order of the file (the first problem found is named) ---
     def network(self, d: Any) -> None:
-        from .network import (FORMAT, FORMAT_VERSION, Gate, InputSpec, Network, Neuron, Normalization,
-                              Population, Projection, Provenance, Settings)
+        self.header(d)
+        self.parameters(d)
+        g = self.input(d["input"])
+        nodes = self.nodes(d["nodes"], g)
+        pops = self.output(d["output"], nodes)
+        sources = self.projections(d["projections"], g, pops)
+        self.depths(nodes, sources, g, d["settings"]["clamp"])
+
+    def header(self, d: Any) -> None:
+        """What the file is (format and version, before anything else), then the top-level fields."""
+        Network = self.classes["Network"]
         if not isinstance(d, dict):
             self.fail("", f"expected a JSON object, got {_show(d)}")
         if d.get("format") != FORMAT:
@@ -271,6 +244,11 @@ class _Checker:
             self.fail("version", f"network file version {_show(version)} is not supported "
                                  f"(this snnexport reads version {FORMAT_VERSION})")
         self.obj(d, "", Network, ("format",))
+
+    def parameters(self, d: dict) -> None:
+        """The neuron, the settings, the normalization and the provenance."""
+        Neuron, Normalization, Provenance, Settings = (self.classes[k] for k in ("Neuron", "Normalization",
+                                                                                "Provenance", "Settings"))
         self.obj(d["neuron"], "neuron", Neuron)
         self.number(d["neuron"]["threshold"], "neuron.threshold", positive=True)
         self.choice(d["neuron"]["reset"], "neuron.reset", RESETS)
@@ -293,15 +271,18 @@ class _Checker:
         self.text(p["keras_version"], "provenance.keras_version", MAX_VERSION)
         self.text(p["snnexport_version"], "provenance.snnexport_version", MAX_VERSION)
 
-        i = self.obj(d["input"], "input", InputSpec)
-        names: dict[str, str] = {}  # name → what has it: "the input", "population nodes[k]", "gate nodes[k]"
-        order: dict[str, int] = {}  # name → position: the input 0, node k at k + 1
-        shapes: dict[str, tuple[int, ...]] = {}
+    def input(self, v: Any) -> _Names:
+        InputSpec = self.classes["InputSpec"]
+        i = self.obj(v, "input", InputSpec)
         inp = self.name(i["name"], "input.name")
-        names[inp], order[inp], shapes[inp] = "the input", 0, self.shape(i["shape"], "input.shape")
+        g = _Names(inp, {inp: "the input"}, {inp: 0}, {inp: self.shape(i["shape"], "input.shape")})
         self.choice(i["encoding"], "input.encoding", ENCODINGS)
+        return g
 
-        nodes = self.seq(d["nodes"], "nodes", 1, MAX_ELEMENTS)
+    def nodes(self, v: Any, g: _Names) -> list:
+        """Every population and gate: its fields, its name new; each is added to ``g``."""
+        Gate, Population = self.classes["Gate"], self.classes["Population"]
+        nodes = self.seq(v, "nodes", 1, MAX_ELEMENTS)
         kinds = {"Population": Population, "Gate": Gate}
         for k, n in enumerate(nodes):
             path = f"nodes[{k}]"
@@ -311,28 +292,34 @@ class _Checker:
                 self.fail(path, f'expected a Population or a Gate object, got {_show(n)}')
             self.obj(n, path, cls)
             name = self.name(n["name"], f"{path}.name")
-            if name in names:
-                self.fail(f"{path}.name", f"{_show(name)} is already the name of {names[name]}")
-            names[name], order[name] = f"{'population' if cls is Population else 'gate'} {path}", k + 1
-            shapes[name] = shape = self.shape(n["shape"], f"{path}.shape")
+            if name in g.names:
+                self.fail(f"{path}.name", f"{_show(name)} is already the name of {g.names[name]}")
+            g.names[name], g.order[name] = f"{'population' if cls is Population else 'gate'} {path}", k + 1
+            g.shapes[name] = shape = self.shape(n["shape"], f"{path}.shape")
             self.number(n["scale"], f"{path}.scale", positive=True)
             self.integer(n["depth"], f"{path}.depth", 1, MAX_ELEMENTS, "2**31")
             if cls is Population:
-                self.choice(n["activation"], f"{path}.activation", ACTIVATIONS)
-                self.optional_number(n["max_value"], f"{path}.max_value", positive=True)
-                bias = self.array(n["bias"], f"{path}.bias", None)
-                if bias.size != math.prod(shape):
-                    self.fail(f"{path}.bias", f"expected {math.prod(shape)} float32 values for shape {shape}, "
-                                              f"the array holds {bias.size}")
-                if bias.shape != shape:
-                    self.fail(f"{path}.bias", f"expected shape {shape}, the array has shape {bias.shape}")
+                self.population(n, path, shape)
             else:
                 self.name(n["source"], f"{path}.source")
                 self.pair(n["pool"], f"{path}.pool")
                 self.pair(n["strides"], f"{path}.strides")
                 self.padding(n["padding"], f"{path}.padding")
+        return nodes
 
-        output = self.name(d["output"], "output")
+    def population(self, n: dict, path: str, shape: tuple[int, ...]) -> None:
+        self.choice(n["activation"], f"{path}.activation", ACTIVATIONS)
+        self.optional_number(n["max_value"], f"{path}.max_value", positive=True)
+        bias = self.array(n["bias"], f"{path}.bias", None)
+        if bias.size != math.prod(shape):
+            self.fail(f"{path}.bias", f"expected {math.prod(shape)} float32 values for shape {shape}, "
+                                      f"the array holds {bias.size}")
+        if bias.shape != shape:
+            self.fail(f"{path}.bias", f"expected shape {shape}, the array has shape {bias.shape}")
+
+    def output(self, v: Any, nodes: list) -> dict[str, int]:
+        """The output names a population, the only one with an output-only activation; returns the populations."""
+        output = self.name(v, "output")
         pops = {n["name"]: k for k, n in enumerate(nodes) if n["type"] == "Population"}
         if output not in pops:
             self.fail("output", f"{_show(output)} is not a population of the network")
@@ -340,43 +327,51 @@ class _Checker:
             if n["type"] == "Population" and n["activation"] in OUTPUT_ONLY and n["name"] != output:
                 self.fail(f"nodes[{k}].activation", f"{_show(n['activation'])} is allowed only for the "
                                                     f"output population ({_show(output)})")
+        return pops
 
-        sources: dict[str, list[str]] = {}  # population → the sources of its incoming projections
-        for k, pr in enumerate(self.seq(d["projections"], "projections", 1, MAX_ELEMENTS)):
+    def projections(self, v: Any, g: _Names, pops: Mapping[str, int]) -> dict[str, list[str]]:
+        """Each projection feed-forward into a population, its ops mapping the source's shape onto the
+        target's; returns, for each population, the sources of its incoming projections."""
+        Projection = self.classes["Projection"]
+        sources: dict[str, list[str]] = {}
+        for k, pr in enumerate(self.seq(v, "projections", 1, MAX_ELEMENTS)):
             path = f"projections[{k}]"
             self.obj(pr, path, Projection)
             src = self.name(pr["source"], f"{path}.source")
             tgt = self.name(pr["target"], f"{path}.target")
             if tgt not in pops:
-                what = names.get(tgt, "not a node of the network")
+                what = g.names.get(tgt, "not a node of the network")
                 self.fail(f"{path}.target", f"{_show(tgt)} is {what}; a projection's target is a population")
-            if src not in names:
+            if src not in g.names:
                 self.fail(f"{path}.source", f"{_show(src)} is neither the input nor a node of the network")
-            if order[src] >= order[tgt]:
+            if g.order[src] >= g.order[tgt]:
                 self.fail(f"{path}.source", f"{_show(src)} does not come before its target {_show(tgt)} in node "
                                             "order (the network must be feed-forward)")
-            shape = shapes[src]
+            shape = g.shapes[src]
             for j, o in enumerate(self.seq(pr["ops"], f"{path}.ops", 0, MAX_OPS)):
                 shape = self.op(o, f"{path}.ops[{j}]", shape)
-            if shape != shapes[tgt]:
-                self.fail(path, f"its ops map {_show(src)} {shapes[src]} to shape {shape}, but its target "
-                                f"{_show(tgt)} has shape {shapes[tgt]}")
+            if shape != g.shapes[tgt]:
+                self.fail(path, f"its ops map {_show(src)} {g.shapes[src]} to shape {shape}, but its target "
+                                f"{_show(tgt)} has shape {g.shapes[tgt]}")
             sources.setdefault(tgt, []).append(src)
+        return sources
 
+    def depths(self, nodes: list, sources: Mapping[str, list[str]], g: _Names, clamp: int) -> None:
+        """Gates' geometry and every node's depth as docs/semantics.md defines it; clamp × depth in 32 bits."""
         from .ops import MaxPool
-        depth = {inp: 0}
+        depth = {g.input: 0}
         for k, n in enumerate(nodes):
             path, name = f"nodes[{k}]", n["name"]
             if n["type"] == "Gate":
                 src = n["source"]
-                if src not in names or src == inp or order[src] >= order[name]:
+                if src not in g.names or src == g.input or g.order[src] >= g.order[name]:
                     self.fail(f"{path}.source", f"expected a population or gate before {_show(name)}, "
                                                 f"got {_show(src)}")
                 want_shape = self.geometry(MaxPool(tuple(n["pool"]), tuple(n["strides"]),
-                                                   tuple(map(tuple, n["padding"]))), shapes[src], path)
-                if want_shape != shapes[name]:
-                    self.fail(f"{path}.shape", f"max-pooling {_show(src)} {shapes[src]} gives shape "
-                                               f"{want_shape}, not {shapes[name]}")
+                                                   tuple(map(tuple, n["padding"]))), g.shapes[src], path)
+                if want_shape != g.shapes[name]:
+                    self.fail(f"{path}.shape", f"max-pooling {_show(src)} {g.shapes[src]} gives shape "
+                                               f"{want_shape}, not {g.shapes[name]}")
                 want = depth[src]
                 why = f"the depth of its source {_show(src)}: a gate adds no delay"
             else:
@@ -388,9 +383,9 @@ class _Checker:
                 self.fail(f"{path}.depth", f"expected {want}, {why}; got {n['depth']}")
             depth[name] = want
         deepest = max(depth.values())
-        if s["clamp"] * deepest >= 2 ** 31:  # clamped steps (clamp × depth) are counted in 32-bit integers
+        if clamp * deepest >= 2 ** 31:  # clamped steps (clamp × depth) are counted in 32-bit integers
             self.fail("settings.clamp", f"expected clamp * the deepest population's depth ({deepest}) below 2**31, "
-                                        f"got {s['clamp']}")
+                                        f"got {clamp}")
 
     def op(self, d: Any, path: str, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         """One op of a projection: its parameters, then its output shape for ``in_shape``."""
@@ -447,122 +442,26 @@ _OP_PARAMS: dict[str, dict[str, Callable[[_Checker, Any, str], Any]]] = {
 
 # --- the file -------------------------------------------------------------------------------------
 
-# what zipfile, zlib, json and numpy raise on a damaged file (a deeply nested JSON: RecursionError)
-_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, UnicodeError, RecursionError,
-                NotImplementedError, struct.error)
-_CHUNK = 2 ** 24  # bytes decompressed per read
-
-
-@dataclass(frozen=True)
-class _Header:
-    info: ArrayInfo
-    fortran: bool
-    length: int  # bytes before the data
-
-
-def load_document(source: str | Path | BinaryIO) -> tuple[dict, dict[str, np.ndarray]]:
+def load_document(source: str | Path | BinaryIO, classes: Mapping[str, type]) -> tuple[dict, dict[str, np.ndarray]]:
     """Read and check a ``.snn``: its ``network.json`` and its arrays, read only once found consistent."""
     label = str(source) if isinstance(source, (str, Path)) else "network file"
     try:
         with zipfile.ZipFile(source) as z:
-            members = _members(z, label)
-            doc = _read_json(z, members["network.json"], label)
-            headers = {n: _read_header(z, info, f"{label}: {n}") for n, info in members.items()
+            members = network_file.members(z, label)
+            doc = network_file.read_json(z, members["network.json"], label)
+            headers = {n: network_file.read_header(z, info, f"{label}: {n}") for n, info in members.items()
                        if n != "network.json"}
-            fields = check_document(doc, {n: h.info for n, h in headers.items()}, f"{label}: network.json")
+            fields = check_document(doc, {n: h.info for n, h in headers.items()}, classes, f"{label}: network.json")
             for n, h in headers.items():  # the zip directory's sizes, before anything is decompressed
                 need = h.length + h.info.size * h.info.dtype.itemsize
                 if members[n].file_size != need:
                     raise SnnexportError(f"{label}: network.json: {fields[n]} ({n}): the zip directory says it "
                                          f"holds {members[n].file_size} bytes; its shape {h.info.shape} needs {need}")
-            arrays = {n: _read_data(z, members[n], h, f"{label}: network.json: {fields[n]} ({n})")
+            arrays = {n: network_file.read_data(z, members[n], h, f"{label}: network.json: {fields[n]} ({n})")
                       for n, h in headers.items()}
     except SnnexportError:
         raise
-    except _READ_ERRORS as e:
+    except network_file.READ_ERRORS as e:
         detail = " ".join(str(e).split()) or type(e).__name__
         raise SnnexportError(f"{label}: not a readable snnexport network file ({detail})") from None
     return doc, arrays
-
-
-def _members(z: zipfile.ZipFile, label: str) -> dict[str, zipfile.ZipInfo]:
-    """network.json and arrays/<n>.npy, each once, plainly stored or deflated, nothing else."""
-    if "network.json" not in z.namelist():
-        raise SnnexportError(f"{label}: not a snnexport network file (no network.json)")
-    members: dict[str, zipfile.ZipInfo] = {}
-    for info in z.infolist():
-        name = info.filename
-        if name != "network.json" and not MEMBER.fullmatch(name):
-            raise SnnexportError(f"{label}: unexpected member {_show(name)} (a network file holds "
-                                 "network.json and arrays/<n>.npy)")
-        if name in members:
-            raise SnnexportError(f"{label}: member {name} appears twice")
-        if info.flag_bits & 0x1:
-            raise SnnexportError(f"{label}: member {name} is encrypted")
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise SnnexportError(f"{label}: member {name} uses compression method {info.compress_type}; "
-                                 "a network file is stored or deflated")
-        members[name] = info
-    return members
-
-
-def _read_json(z: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> Any:
-    if info.file_size > MAX_JSON_BYTES:
-        raise SnnexportError(f"{label}: network.json is {info.file_size} bytes; at most "
-                             f"{MAX_JSON_BYTES // 2 ** 20} MiB are accepted")
-    with z.open(info) as f:
-        text = f.read(MAX_JSON_BYTES + 1).decode("utf-8")
-
-    def unique(pairs: list[tuple[str, Any]]) -> dict:
-        d = dict(pairs)
-        if len(d) != len(pairs):
-            seen: set[str] = set()
-            dup = next(k for k, _ in pairs if k in seen or seen.add(k))
-            raise SnnexportError(f"{label}: network.json: the key {_show(dup)} appears twice in one object")
-        return d
-
-    try:
-        return json.loads(text, object_pairs_hook=unique)
-    except json.JSONDecodeError as e:
-        raise SnnexportError(f"{label}: network.json is not valid JSON ({e})") from None
-
-
-def _read_header(z: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> _Header:
-    """The ``.npy`` header alone (a bounded read): shape, dtype and order; the data stays compressed."""
-    with z.open(info) as f:
-        head = f.read(12)  # magic (6), version (2), header length (2 in version 1, 4 in version 2)
-        if len(head) < 10 or head[:6] != b"\x93NUMPY" or head[6] not in (1, 2) or head[7] != 0:
-            raise SnnexportError(f"{label}: not a .npy array of version 1 or 2")
-        start = 10 if head[6] == 1 else 12
-        size = int.from_bytes(head[8:start], "little")
-        if size > MAX_NPY_HEADER:
-            raise SnnexportError(f"{label}: .npy header of {size} bytes")
-        raw = head + f.read(start + size - len(head))
-    if len(raw) < start + size:
-        raise SnnexportError(f"{label}: .npy header cut short")
-    fp = io.BytesIO(raw)
-    version = np.lib.format.read_magic(fp)
-    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    try:
-        shape, fortran, dtype = read(fp, max_header_size=MAX_NPY_HEADER)
-    except (ValueError, TypeError, SyntaxError) as e:  # numpy parses the header with ast.literal_eval
-        raise SnnexportError(f"{label}: not a readable .npy header ({' '.join(str(e).split())})") from None
-    return _Header(ArrayInfo(tuple(shape), dtype), bool(fortran), start + size)
-
-
-def _read_data(z: zipfile.ZipFile, info: zipfile.ZipInfo, header: _Header, label: str) -> np.ndarray:
-    """Exactly the bytes the header promises, into one buffer, a chunk at a time; then checked finite."""
-    a = np.empty(header.info.size, header.info.dtype)
-    buf = memoryview(a).cast("B")
-    with z.open(info) as f:
-        f.read(header.length)
-        pos = 0
-        while pos < len(buf):
-            n = f.readinto(buf[pos:pos + _CHUNK])
-            if not n:
-                raise SnnexportError(f"{label}: the data is cut short ({pos} of {len(buf)} bytes)")
-            pos += n
-    shape = header.info.shape
-    a = a.reshape(shape[::-1]).T if header.fortran else a.reshape(shape)
-    _check_finite(a, label)
-    return a

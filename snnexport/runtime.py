@@ -118,24 +118,35 @@ def parse_args(description, steps, seed, extra=None, own_files=()):
     return args
 
 
-def _as_batch(x, shape, what):
-    """x as (N, *shape) without copying: a batch, or one sample (a missing channel axis or the H = 1 axis of
-    1-D layers is added). Raises ValueError."""
-    if x.dtype.kind not in "uif":
-        raise ValueError(f"{what} has dtype {x.dtype}; numbers are needed")
+def sample_layout(array_shape, shape):
+    """"batch" when an array of ``array_shape`` is (N, *shape), "sample" when it is one sample, None when
+    neither. A missing channel axis of size 1, or the H = 1 axis of 1-D layers, may be left out."""
     shape = tuple(shape)
     candidates = [shape]
     if shape[-1] == 1:
         candidates.append(shape[:-1])  # grey images without their channel axis
     if len(shape) == 3 and shape[0] == 1:
         candidates.append(shape[1:])  # 1-D layers: Keras (L, C) is our (1, L, C)
+    for c in candidates:
+        if len(array_shape) == len(c) + 1 and tuple(array_shape[1:]) == c:  # a 0-d array has no batch axis
+            return "batch"
+        if tuple(array_shape) == c:
+            return "sample"
+    return None
+
+
+def _as_batch(x, shape, what):
+    """x as (N, *shape) without copying: a batch, or one sample (see :func:`sample_layout`). Raises ValueError."""
+    if x.dtype.kind not in "uif":
+        raise ValueError(f"{what} has dtype {x.dtype}; numbers are needed")
+    shape = tuple(shape)
     if x.ndim > 0 and x.shape[0] == 0:
         raise ValueError(f"{what} is empty")
-    for c in candidates:
-        if tuple(x.shape[1:]) == c:
-            return x.reshape((x.shape[0],) + shape)
-        if tuple(x.shape) == c:
-            return x.reshape((1,) + shape)
+    layout = sample_layout(x.shape, shape)
+    if layout == "batch":
+        return x.reshape((x.shape[0],) + shape)
+    if layout == "sample":
+        return x.reshape((1,) + shape)
     raise ValueError(f"{what} has shape {tuple(x.shape)}; expected (N, {', '.join(map(str, shape))}) "
                      f"or one sample of shape {shape}")
 

@@ -1,12 +1,11 @@
 """Running an exported script as a user would, but proving it never imports snnexport.
 
-The one list of script writers the tests know lives here (:func:`script_writers`), with what
-each one's scripts need (:func:`missing_modules`).
+The tests' one list of script writers is here (:func:`script_writers`, from the writer registry),
+with why one cannot run here (:func:`skip_reason`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -19,31 +18,22 @@ from snnexport.network import Network
 from snnexport.writers import get
 from snnexport.writers.base import Rendered, WriteOptions
 
-# The script writers and the modules each one's scripts import, for a registry that does not
-# declare them yet (snnexport.writers.runnable / missing_modules, when present, are used instead).
-SIMULATORS = {"brian2": ("brian2",), "nest": ("nest",), "pynn": ("pyNN", "nest"), "nengo": ("nengo",)}
-
 
 def script_writers() -> list[str]:
-    """The writers whose output is a runnable script, from the writer registry where it says so."""
-    runnable = getattr(writers, "runnable", None)
-    return list(runnable()) if runnable is not None else list(SIMULATORS)
+    """The writers whose output is a runnable script, from the writer registry (their own facts)."""
+    return writers.runnable()
 
 
-def missing_modules(writer: str) -> list[str]:
-    """The modules ``writer``'s scripts need that are not installed here."""
-    registry = getattr(writers, "missing_modules", None)
-    if registry is not None:
-        return list(registry(writer))
-    return [m for m in SIMULATORS[writer] if importlib.util.find_spec(m) is None]
+# writer → the simulator module its scripts import (test_script_safety's list of writers)
+SIMULATORS = {name: get(name).module for name in script_writers()}
 
 
 def skip_reason(writer: str) -> str | None:
-    """Why ``writer``'s scripts cannot run here (naming the missing modules), or None."""
-    missing = missing_modules(writer)
+    """Why ``writer``'s scripts cannot run here, naming the missing modules and how to install them, or None."""
+    missing = writers.missing_modules(writer)
     if not missing:
         return None
-    return f"{', '.join(missing)} not installed: the {writer} scripts cannot run (pip install 'snnexport[all]')"
+    return f"{', '.join(missing)} not installed: the {writer} scripts cannot run ({writers.install_hint(writer)})"
 
 
 def every_simulator() -> list:

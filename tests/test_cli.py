@@ -1,9 +1,14 @@
 """The command a user types: one clear line and a non-zero exit for bad input, no partial output files."""
 
+import ast
+import importlib
+import importlib.metadata
+import re
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -12,11 +17,12 @@ import keras
 import numpy as np
 import pytest
 
+from snnexport import writers
 from snnexport.cli import main
 from snnexport.network import Network
 
 from cli_runner import ENV, assert_refused, small_network, snnexport
-from conftest import BUNDLED_MODEL, BUNDLED_SAMPLES, needs
+from conftest import BUNDLED_MODEL, BUNDLED_SAMPLES, ROOT, needs
 from model_zoo import HOSTILE_NAMES, build_hostile_names, build_lenet
 
 
@@ -149,8 +155,38 @@ def test_hostile_names_survive_the_command(tmp_path, capsys):
 def test_capabilities_and_writers(capsys):
     code, text, _ = run(["--to", "network", "--capabilities"], capsys)
     assert code == 0 and "maxpool_gate" in text
+    code, text, _ = run(["--to", "pynn", "--capabilities"], capsys)
+    assert code == 0 and "runs with pyNN, nest" in text
     code, text, _ = run(["writers"], capsys)
     assert code == 0 and "network" in text
+    for name in writers.runnable():  # a simulator missing here is named, with how to install it
+        line = next(line for line in text.splitlines() if line.startswith(f"{name} "))
+        assert ("not installed here" in line) == bool(writers.missing_modules(name)), line
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+def test_writer_facts_agree_with_the_pyproject_extras():
+    """One registration source: the extras install exactly what the writers say their scripts need."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    runnable = [writers.get(name) for name in writers.runnable()]
+    assert {w.name for w in runnable} >= {"brian2", "pynn", "nest", "nengo"}
+    assert not writers.get("network").runnable
+    distribution_of = {w.module: w.distribution for w in runnable}  # the writer importing a module names it
+    installed = importlib.metadata.packages_distributions()
+    for w in runnable:
+        assert w.module in w.requires and set(w.requires) <= set(distribution_of), w.name
+        needed = {distribution_of[m].lower() for m in w.requires}
+        assert needed <= _requirement_names(extras[w.extra]), (w.name, w.extra)
+        assert needed <= _requirement_names(extras["all"]), w.name
+        if w.module in installed:  # the installed module really comes from that distribution
+            assert w.distribution.lower() in {d.lower() for d in installed[w.module]}, w.name
+    simulator_extras = set(extras) - {"report", "all", "test"}
+    assert simulator_extras == {w.extra for w in runnable}
+    assert set().union(*(_requirement_names(extras[e]) for e in simulator_extras)) == \
+        {w.distribution.lower() for w in runnable}  # an extra installs nothing no writer needs
 
 
 # --- options checked up front, through the real command --------------------------------------------
@@ -331,3 +367,72 @@ def test_refusals_name_the_model_file(tmp_path):
     keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3, name="c"),
                       keras.layers.MaxPooling2D(2, name="p")]).save(pool_out)
     assert_refused(snnexport(pool_out), f"{pool_out}: the model ends in max-pooling")
+
+
+# --- the package's modules ----------------------------------------------------------------------------
+
+def _package_modules() -> dict[str, Path]:
+    """Every module of snnexport by dotted name (a package by its __init__.py)."""
+    out = {}
+    for path in sorted((ROOT / "snnexport").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def _imported(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The package's modules ``name`` imports anywhere, inside functions too (a lazy import still ties
+    two modules together); imports only for type checkers are left out."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in
+                   ast.unparse(node.test) for n in ast.walk(node)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            # `from pkg import mod` imports the module; `from mod import name` the module holding the name
+            found.update(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names)
+    return {m for m in found if m in modules and m != name}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of the graph as [a, b, ..., a], or [] when there is none."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return []
+
+
+def test_every_module_imports_and_no_module_imports_another_that_imports_it_back():
+    modules = _package_modules()
+    for name in modules:
+        if not name.endswith("__main__"):  # that one runs the command
+            importlib.import_module(name)
+    graph = {name: _imported(name, path, modules) for name, path in modules.items()}
+    assert "snnexport.validate" in graph["snnexport.cli"] and "snnexport.loading" in graph["snnexport.cli"]
+    assert not {m for m in graph["snnexport.validate.runner"] if m.startswith("snnexport.cli")}
+    assert _cycle(graph) == [], " → ".join(_cycle(graph))
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # the check itself can fail

@@ -181,6 +181,14 @@ def test_one_sample_without_a_batch_axis_is_still_one_sample(tmp_path):
     np.testing.assert_array_equal(got, x.reshape((1,) + SHAPE))
 
 
+def test_a_0_d_array_is_one_sample_of_one_value(tmp_path):
+    np.save(tmp_path / "scalar.npy", np.float32(0.5))  # was an IndexError: () read as a batch of ()
+    got, _ = data.load_samples(tmp_path / "scalar.npy", (1,))
+    np.testing.assert_array_equal(got, np.full((1, 1), 0.5, np.float32))
+    with pytest.raises(SnnexportError, match=r"has shape \(\); expected \(N, 16, 16, 1\)"):
+        data.load_samples(tmp_path / "scalar.npy", SHAPE)
+
+
 def test_pickled_and_odd_arrays_are_refused_without_loading(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(SnnexportError, match="Python objects"):

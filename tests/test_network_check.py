@@ -23,7 +23,8 @@ from snnexport import ops
 from snnexport.errors import SnnexportError
 from snnexport.network import (Gate, InputSpec, Network, Neuron, Normalization, Population, Projection,
                                Provenance, Settings, networks_equal)
-from snnexport.network_check import _OP_PARAMS, ArrayInfo, check_document, check_network
+from snnexport.network import _CLASSES, check_network
+from snnexport.network_check import _OP_PARAMS, ArrayInfo, check_document
 from snnexport.simulator import simulate
 from snnexport.summary import describe
 
@@ -625,11 +626,11 @@ def test_check_document_takes_array_descriptions_only():
     from snnexport.network import FORMAT, _encode
     doc = {"format": FORMAT, **_encode(every_feature(), arrays)}
     infos = {f"arrays/{i}.npy": ArrayInfo(a.shape, a.dtype) for i, a in enumerate(arrays)}
-    fields = check_document(doc, infos)
+    fields = check_document(doc, infos, _CLASSES)
     assert fields["arrays/0.npy"] == "nodes[0].bias"
     doc["nodes"][0]["depth"] = 2
     with pytest.raises(SnnexportError, match=r"nodes\[0\]\.depth: expected 1, one more than the deepest"):
-        check_document(doc, infos)
+        check_document(doc, infos, _CLASSES)
 
 
 def test_clamp_times_depth_fits_in_32_bits():

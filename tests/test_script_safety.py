@@ -36,7 +36,7 @@ import pytest
 import model_zoo
 from conftest import BUNDLED_MODEL, BUNDLED_SAMPLES, needs
 from script_runner import SIMULATORS, every_simulator, run_script
-from snnexport import cli, network_check
+from snnexport import cli, network
 from snnexport.errors import SnnexportError
 from snnexport.network import Network
 from snnexport.writers import get
@@ -175,7 +175,7 @@ def render(writer: str, net: Network, output: Path | None = None) -> str:
 def render_unchecked(writer: str, net: Network) -> str:
     """The writer alone, without the network check (which refuses most hostile values on load and in
     Writer.check): the literal function by itself must keep every value data."""
-    with mock.patch.object(network_check, "check_network", lambda net, where="network": None):
+    with mock.patch.object(network, "check_network", lambda net, where="network": None):
         return render(writer, net)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 import os
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -299,6 +301,21 @@ def test_snn_ops_count_poisson_input_spikes() -> None:
         assert ops["input"][i] == int(u.sum(axis=0) @ fin)
     with pytest.raises(Exception, match="Poisson"):
         opcount.snn_ops(net, r)
+
+
+def test_info_counts_operations_without_jax(tmp_path) -> None:
+    """``snnexport info`` (operation counts included) imports neither JAX nor the simulator."""
+    path = tmp_path / "net.snn"
+    tiny_counted().save(path)
+    probe = ("import atexit, runpy, sys\n"
+             "atexit.register(lambda: print('loaded:', sorted(m for m in ('jax', 'snnexport.simulator') "
+             "if m in sys.modules)))\n"
+             f"sys.argv = ['snnexport', 'info', {str(path)!r}]\n"
+             "runpy.run_module('snnexport', run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "ANN operations per frame (paper Eq. 9): 49" in proc.stdout  # tiny_counted's, by hand above
+    assert proc.stdout.strip().endswith("loaded: []"), proc.stdout
 
 
 # --- the reference simulator's own machinery: batches, tuning overrides, the gate key (from test_semantics) --

@@ -12,16 +12,8 @@ import pytest
 from backends import Reference, assert_agree
 from conftest import BUNDLED_SAMPLES, ROOT, ZOO_SAMPLES
 from script_runner import every_simulator
-from snnexport import runtime
+from snnexport import runtime, writers
 from snnexport.cli import main
-from snnexport.writers import get
-
-# the pyproject extra whose packages a writer's scripts need, where the writer does not declare it yet
-EXTRAS = {"brian2": "brian2", "nengo": "nengo", "nest": "nest", "pynn": "nest"}
-
-
-def _extra(writer: str) -> str:
-    return getattr(get(writer), "extra", "") or EXTRAS[writer]
 
 
 def _requirements(extra: str) -> list[str]:
@@ -53,7 +45,7 @@ def test_script_runs_with_only_its_simulator(writer, venvs, bundled, tmp_path):
     net_file, net, x = bundled
     script = tmp_path / f"net_{writer}.py"
     assert main([str(net_file), "--to", writer, "--samples", str(BUNDLED_SAMPLES), "-o", str(script)]) == 0
-    python = venvs(_extra(writer))
+    python = venvs(writers.get(writer).extra)  # the pyproject extra its scripts need
     probe = subprocess.run([str(python), "-c", "import importlib.util as u; print([m for m in "
                             "('snnexport', 'keras', 'jax') if u.find_spec(m)])"], capture_output=True, text=True,
                            cwd=tmp_path)

@@ -30,7 +30,11 @@ class Brian2Writer(ScriptWriter):
     summary = "a Brian2 script (NeuronGroup/Synapses, runtime code generation with numpy)"
     template = "brian2.py.j2"
     simulator = "Brian2"
-    package = "brian2"
+    runnable = True
+    module = "brian2"
+    requires = ("brian2",)
+    extra = "brian2"
+    distribution = "brian2"
     capabilities = {
         "reset_subtract": (NATIVE, 'reset="v -= theta"'),
         "reset_zero": (NATIVE, 'reset="v = 0"; input that arrived in the step waits in I_syn, so a reset '

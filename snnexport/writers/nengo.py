@@ -27,7 +27,11 @@ class NengoWriter(ScriptWriter):
     summary = "Nengo 4 script: exact custom IF neurons, nengo.Convolution/Dense/Sparse transforms, one-step synapses"
     template = "nengo.py.j2"
     simulator = "Nengo"
-    package = "nengo"
+    runnable = True
+    module = "nengo"
+    requires = ("nengo",)
+    extra = "nengo"
+    distribution = "nengo"
     capabilities = {
         "reset_subtract": (NATIVE, "custom NeuronType IntegrateAndFire: V -= threshold after a spike"),
         "reset_zero": (NATIVE, "custom NeuronType IntegrateAndFire: V = 0 after a spike"),

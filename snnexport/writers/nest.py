@@ -34,11 +34,15 @@ class NestWriter(ScriptWriter):
     summary = "PyNEST script (NEST 3: eprop_iaf for reset by subtraction, array nest.Connect, exact max-pool gates)"
     template = "nest.py.j2"
     simulator = "NEST (PyNEST)"
-    package = "nest-simulator"
+    runnable = True
+    module = "nest"
+    requires = ("nest",)
+    extra = "nest"
+    distribution = "nest-simulator"
     capabilities = nest_common.capabilities("built with one array nest.Connect per projection")
 
     def check(self, net: Network) -> list[str]:
-        nest_common.check_network(net)
+        nest_common.check_network(net, self.name)
         return super().check(net)
 
     def context(self, net: Network, options: WriteOptions) -> dict[str, object]:

@@ -89,11 +89,13 @@ def capabilities(connect: str) -> dict[str, tuple[str, str]]:
     }
 
 
-def check_network(net) -> None:
-    """Combinations the NEST mapping cannot express exactly (single features are in the capability table)."""
-    from ..errors import SnnexportError
+def check_network(net, writer: str = "nest") -> None:
+    """Combinations the NEST mapping cannot express exactly (single features are in the capability table);
+    ``writer`` names the refusing writer in the FeatureRefused raised."""
+    from ..errors import FeatureRefused
     if net.neuron.reset == "zero" and any(p.activation == "sign" for p in net.populations):
-        raise SnnexportError("negative spikes with reset to zero cannot be expressed on NEST: the two "
+        raise FeatureRefused(writer, "negative_spikes + reset_zero",
+                             "negative spikes with reset to zero cannot be expressed on NEST: the two "
                              "half-populations of a sign neuron can only reset each other by subtraction")
 
 

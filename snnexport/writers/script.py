@@ -249,7 +249,6 @@ def _environment() -> jinja2.Environment:
 class ScriptWriter(Writer):
     template: str = ""
     simulator: str = ""  # display name
-    package: str = ""  # the distribution whose version goes into the header
 
     def context(self, net: Network, options: WriteOptions) -> dict[str, object]:
         """Writer-specific template variables."""
@@ -273,7 +272,7 @@ class ScriptWriter(Writer):
             data_file = options.output.with_suffix(".npz").name
             beside[data_file] = raw
             blob = ""
-        version = simulator_version(self.package)
+        version = simulator_version(self.distribution)
         text = _environment().get_template(self.template).render(
             net=net, writer=self, header=header_lines(net, self.simulator, version, approximations),
             description=desc, data_blob=Code(blob), data_sha256=sha, data_file=data_file,
