@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends import REFUSAL, with_options
+from backends import with_options
 from conftest import STEPS, needs
 from script_runner import run_script
 from snnexport import runtime
+from snnexport.errors import FeatureRefused
 from snnexport.network import Gate
 from snnexport.writers import get
 from snnexport.writers.base import WriteOptions
@@ -46,7 +47,7 @@ def test_timeline_orders_actions_within_a_sample():
 def test_sign_with_reset_to_zero_is_refused(writer, zoo):
     """A sign neuron is two NEST neurons that reset each other by subtraction: no reset to zero."""
     net, _ = zoo("residual")
-    with pytest.raises(REFUSAL, match="negative spikes"):
+    with pytest.raises(FeatureRefused, match="negative spikes"):
         get(writer).render(with_options(net, "analog", "zero", 0, True), WriteOptions())
 
 
