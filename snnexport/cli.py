@@ -7,7 +7,7 @@
     snnexport writers
 
 Errors are one line on stderr and a non-zero exit; every option and output path is checked before
-any work starts; output files are written by :func:`snnexport.runtime.write_outputs` (atomically, in
+any work starts; output files are written by :func:`snnexport.scriptlib.runtime.write_outputs` (atomically, in
 the umask's mode), so a failed or interrupted run leaves none behind. Progress goes to stderr, the
 product to stdout or ``-o``.
 """
@@ -24,10 +24,11 @@ import sys
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
-from . import __version__, runtime
+from . import __version__
 from .errors import SnnexportError, user_errors
 from .loading import load_network, progress
 from .options import MAX_SEED, Parser, add_conversion_options, int_range, number_range
+from .scriptlib import runtime
 
 SUBCOMMANDS = ("info", "simulate", "validate", "writers")
 EXIT_USER_ERROR = 1
@@ -130,7 +131,7 @@ def _silence_stdout() -> None:
 # --- options --------------------------------------------------------------------------------------
 
 def check_output(path: str | os.PathLike[str], inputs: Iterable[object], what: str) -> None:
-    """:func:`snnexport.runtime.check_output_path` as a SnnexportError."""
+    """:func:`snnexport.scriptlib.runtime.check_output_path` as a SnnexportError."""
     with user_errors():
         runtime.check_output_path(path, tuple(i for i in inputs if i), what)
 
@@ -181,7 +182,7 @@ def _shadowed_module(out: Path, writer) -> str | None:
     template = getattr(writer, "template", "")
     if out.suffix != ".py" or not template:
         return None
-    from . import connectivity
+    from .scriptlib import connectivity
     from .writers.script import TEMPLATES
     sources, todo = [], [template]
     while todo:  # the template and those it extends or includes
@@ -323,7 +324,7 @@ def simulate_command(argv: list[str]) -> int:
     if args.out:
         check_output(args.out, (args.model, args.data, args.calibration), "--out")
     from . import data
-    from .simulator import ann_activations, simulate
+    from .simulator import ann_activations, results_meta, simulate
     net = load_network(args.model, args)
     x, y = data.load_samples(args.data, net.input.shape, "data", False, args.input_scale, limit=args.n)
     ann = ann_activations(net, x)
@@ -345,10 +346,7 @@ def simulate_command(argv: list[str]) -> int:
             say(f"  {name!r}: Pearson r {fit['pearson']:.4f}, slope {fit['slope']:.3f}, RMSE {fit['rmse']:.4f}")
     if args.out:
         with user_errors():
-            runtime.save_results(args.out, res, {"simulator": "reference", "snnexport_version": __version__,
-                                                 "steps": net.settings.steps, "seed": args.seed,
-                                                 "delay": args.delay, "readout": net.settings.readout,
-                                                 "reset": net.neuron.reset, "encoding": net.input.encoding})
+            runtime.save_results(args.out, res, results_meta(net, res, seed=args.seed, delay=args.delay))
         progress(f"wrote {args.out}")
     return 0
 

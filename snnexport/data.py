@@ -20,9 +20,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from . import runtime
 from .errors import SnnexportError
 from .ops import Shape
+from .scriptlib import runtime
 
 X_KEYS = ("x", "x_test", "x_train")
 Y_KEYS = ("y", "y_test", "y_train")

@@ -13,6 +13,7 @@ checks the whole file against its schema first (:mod:`snnexport.network_check`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import zipfile
@@ -22,11 +23,11 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from . import connectivity
 from .errors import SnnexportError
 from .network_check import FORMAT, FORMAT_VERSION, check_document, load_document
 from .network_file import ArrayInfo, check_finite
 from .ops import OP_TYPES, Op, Shape
+from .scriptlib import connectivity
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -152,6 +153,10 @@ class Network:
         buf = io.BytesIO()
         self.write_to(buf)
         return buf.getvalue()
+
+    def sha256(self) -> str:
+        """The network's hash: sha256 (hex) of its file's bytes, as :meth:`save` writes them."""
+        return hashlib.sha256(self.to_bytes()).hexdigest()
 
     def write_to(self, f: BinaryIO) -> None:
         """Stream the file: arrays go in uncompressed (weights hardly compress), one at a time."""

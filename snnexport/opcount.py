@@ -4,7 +4,7 @@ The ANN needs ``Σ_l (2·f_in,l + 1)·n_l`` operations per frame (Eq. 9: a multi
 synapse, one bias add per neuron); the SNN needs one synaptic operation per spike and target
 synapse (Eq. 10: ``Σ_t Σ_l f_out,l · s_l(t)``). Both need the exact number of synapses of every
 neuron, borders and strides included. Those are counted here once, for every consumer, from
-the same synapses :mod:`snnexport.connectivity` expands (zero weights are no synapses); the
+the same synapses :mod:`snnexport.scriptlib.connectivity` expands (zero weights are no synapses); the
 results file (docs/semantics.md) is the same whichever simulator wrote it, so one function
 counts the SNN's operations for all of them.
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import runtime
+from .scriptlib import runtime
 from .errors import SnnexportError
 from .network import Gate, Network, Projection
 from .ops import Affine, AvgPool, Conv2D, Dense, Embed, Op, OpTable, Pad, Reshape, Scale

@@ -60,7 +60,7 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple]:
     """name → (Network, inputs) of a model_zoo model: saved, read back by the Keras reader, converted with
     ZOO_CALIBRATION seeded samples; the inputs are ZOO_SAMPLES others. Converted once per session."""
     import model_zoo
-    from snnexport import runtime
+    from snnexport.scriptlib import runtime
     from snnexport.convert import convert
     from snnexport.readers.keras import read_model
     folder = tmp_path_factory.mktemp("zoo")
@@ -87,7 +87,7 @@ def zoo_runs(zoo, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, st
     bundled into it, ``zoo(model)[1]``) for STEPS steps, once per session; the results are the contract's
     (test_writer_contract) and the reference point of a back end's own options (test_writer_<name>)."""
     from script_runner import export, run_script
-    from snnexport import runtime
+    from snnexport.scriptlib import runtime
     folder = tmp_path_factory.mktemp("zoo_runs")
     done: dict[tuple[str, str], tuple] = {}
 

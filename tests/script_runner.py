@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from snnexport import runtime, writers
+from snnexport import writers
+from snnexport.scriptlib import runtime
 from snnexport.network import Network
 from snnexport.writers import get
 from snnexport.writers.base import Rendered, WriteOptions

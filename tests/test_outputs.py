@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cli_runner import assert_refused, small_network, snapshot, snnexport
-from snnexport import runtime
+from snnexport.scriptlib import runtime
 from snnexport.network import Network
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from backends import Backend
-from snnexport import runtime
+from snnexport.scriptlib import runtime
 from snnexport.network import Gate, InputSpec, Network, Neuron, Population, Projection
 from snnexport.ops import Conv2D, Dense, Reshape
 from snnexport.simulator import simulate

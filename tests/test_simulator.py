@@ -18,7 +18,8 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import model_zoo  # noqa: E402
 from conftest import BUNDLED_MODEL, BUNDLED_SAMPLES  # noqa: E402
 
-from snnexport import opcount, runtime  # noqa: E402
+from snnexport import opcount  # noqa: E402
+from snnexport.scriptlib import runtime  # noqa: E402
 from snnexport.convert import convert  # noqa: E402
 from snnexport.readers.keras import read_model  # noqa: E402
 from snnexport.network import Gate, InputSpec, Network, Neuron, Population, Projection  # noqa: E402
@@ -221,7 +222,7 @@ def test_results_round_trip_through_the_results_file(tmp_path) -> None:
     path = tmp_path / "results.npz"
     runtime.save_results(path, r, results_meta(net, r, steps=23))
     back = runtime.load_results(path)
-    assert back["meta"]["simulator"] == "snnexport" and back["meta"]["steps"] == 23
+    assert back["meta"]["simulator"] == "reference" and back["meta"]["steps"] == 23
     for k, v in r.items():
         np.testing.assert_array_equal(back[k], v)
         assert back[k].dtype == v.dtype, k

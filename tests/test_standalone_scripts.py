@@ -12,7 +12,8 @@ import pytest
 from backends import Reference, assert_agree
 from conftest import BUNDLED_SAMPLES, ROOT, ZOO_SAMPLES
 from script_runner import every_simulator
-from snnexport import runtime, writers
+from snnexport import writers
+from snnexport.scriptlib import runtime
 from snnexport.cli import main
 
 

@@ -23,7 +23,7 @@ import model_zoo
 from backends import Reference, Script, assert_agree, total_spikes, with_options
 from conftest import BUNDLED_MODEL, BUNDLED_SAMPLES, STEPS, ZOO_SAMPLES
 from script_runner import every_simulator, export, run_script, write_rendered
-from snnexport import runtime
+from snnexport.scriptlib import runtime
 from snnexport.cli import main
 from snnexport.network import Gate, Network
 from snnexport.writers import get

@@ -10,7 +10,7 @@ from __future__ import annotations
 from backends import Reference, assert_agree
 from conftest import STEPS, needs
 from script_runner import run_script
-from snnexport import runtime
+from snnexport.scriptlib import runtime
 
 pytestmark = needs("nengo")
 

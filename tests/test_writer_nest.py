@@ -12,12 +12,12 @@ import pytest
 from backends import with_options
 from conftest import STEPS, needs
 from script_runner import run_script
-from snnexport import runtime
+from snnexport.scriptlib import runtime
 from snnexport.errors import FeatureRefused
 from snnexport.network import Gate
 from snnexport.writers import get
 from snnexport.writers.base import WriteOptions
-from snnexport.writers.nest_common import schedule, timeline
+from snnexport.scriptlib.nest_schedule import schedule, timeline
 
 
 def test_schedule_delays_keep_one_step_per_population(zoo):

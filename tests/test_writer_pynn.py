@@ -9,7 +9,7 @@ import numpy as np
 
 from conftest import STEPS, needs
 from script_runner import export, run_script
-from snnexport import runtime
+from snnexport.scriptlib import runtime
 from snnexport.compare import identical_fraction
 from test_semantics import identity_chain
 

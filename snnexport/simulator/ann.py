@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import runtime
+from ..scriptlib import runtime
 from ..errors import SnnexportError
 from ..network import Gate, Network, Population
 from .cache import cached, params, signature, skeleton

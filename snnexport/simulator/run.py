@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import __version__, runtime
+from .. import __version__
+from ..scriptlib import runtime
 from ..errors import SnnexportError
 from ..network import Gate, Network
 from ..network import check_network
@@ -146,19 +146,13 @@ class _Results:
         """The readout applied; every array of the results file but ``meta``."""
         steps, out_i, out_steps = self.steps, self.out_i, self.out_steps
         if self.readout == "softmax":  # the paper's spiking softmax, drawn on the host exactly as the scripts do
-            live = np.arange(1, steps + 1) > clamp * self.pops[out_i].depth
-            classes = out_steps.shape[2]
+            held = clamp * self.pops[out_i].depth
             for i in range(len(out_steps)):
-                s = runtime.softmax_spikes(self.v_traj[i].astype(np.float64),
-                                           runtime.softmax_draws(seed, i, steps, classes))
-                out_steps[i] = (s * live[:, None]).astype(np.int16)
+                out_steps[i] = runtime.softmax_readout(self.v_traj[i], seed, i, held).astype(np.int16)
             self.counts[out_i] = out_steps.sum(axis=1, dtype=np.int32)
             self.sps[:, :, out_i] = out_steps.sum(axis=2, dtype=np.int32)
         output_counts = out_steps.sum(axis=1, dtype=np.int64)
-        if self.readout == "membrane":
-            predictions = np.argmax(self.out_v, axis=1).astype(np.int64)
-        else:
-            predictions = runtime.predict(output_counts, self.out_v).astype(np.int64)
+        predictions = runtime.output_prediction(self.readout, out_steps, self.out_v).astype(np.int64)
         arrays: dict[str, np.ndarray] = {
             "predictions": predictions, "output_counts": output_counts, "output_steps": out_steps,
             "output_v": self.out_v, "population_names": np.array([p.name for p in self.pops], dtype=str),
@@ -191,9 +185,8 @@ def results_meta(net: Network, arrays: dict[str, np.ndarray], *, steps: int | No
                  seed: int | None = None, readout: str | None = None, delay: str = "step",
                  seconds: float | None = None) -> dict[str, Any]:
     """The ``meta`` of a results file written from :func:`simulate`'s arrays."""
-    return {"simulator": "snnexport", "simulator_version": __version__, "snnexport_version": __version__,
-            "steps": int(net.settings.steps if steps is None else steps),
-            "seed": int(net.settings.seed if seed is None else seed),
-            "readout": readout or net.settings.readout, "delay": delay, "reset": net.neuron.reset,
-            "encoding": net.input.encoding, "network_sha256": hashlib.sha256(net.to_bytes()).hexdigest(),
-            "run_seconds": seconds, "samples": int(len(arrays["predictions"]))}
+    return runtime.results_meta("reference", __version__, __version__,
+                                int(net.settings.steps if steps is None else steps),
+                                int(net.settings.seed if seed is None else seed),
+                                readout or net.settings.readout, delay, net.neuron.reset, net.input.encoding,
+                                net.sha256(), len(arrays["predictions"]), run_seconds=seconds)

@@ -90,7 +90,7 @@ def _check_report_dir(out: Path, inputs: tuple[str | None, ...]) -> None:
 def _validate(args: argparse.Namespace, argv: list[str], log: Progress, net, x: np.ndarray, labels: np.ndarray,
               n_scripts: int, sims: list[str], per_sim_n: dict[str, int], out: Path) -> int:
     """The runs, the comparison and the report, once the inputs are loaded."""
-    from .. import runtime
+    from ..scriptlib import runtime
 
     t0 = time.perf_counter()
     log(f"{len(sims)} simulator(s), {len(x)} samples (exported scripts: {n_scripts}), {net.settings.steps} steps")

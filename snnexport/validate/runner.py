@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import runtime, writers
+from .. import writers
+from ..scriptlib import runtime
 from ..errors import FeatureRefused, SnnexportError, user_errors
 from .provenance import dist_version
 
@@ -138,10 +139,6 @@ def run_simulator(sim: str, net, x: np.ndarray, labels: np.ndarray, out: Path, a
 
 # --- the reuse cache -----------------------------------------------------------------------------------
 
-def _network_sha256(net) -> str:
-    return hashlib.sha256(net.to_bytes()).hexdigest()
-
-
 def _code_sha256(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path) -> str:
     """What simulated: the exported script's bytes, or the reference simulator's source files."""
     h = hashlib.sha256()
@@ -159,7 +156,7 @@ def _code_sha256(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path)
 def _remember(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path) -> None:
     """Beside a kept results file, what it was made from: what --reuse-results checks."""
     from .. import data
-    info = {"network_sha256": _network_sha256(net), "inputs_sha256": data.sha256_of(x), "samples": len(x),
+    info = {"network_sha256": net.sha256(), "inputs_sha256": data.sha256_of(x), "samples": len(x),
             "steps": net.settings.steps, "code_sha256": _code_sha256(run, net, x, labels, out),
             "seconds": run.seconds, "version": run.version, "notes": run.notes, "script": run.script}
     text = (json.dumps(info, indent=1) + "\n").encode("utf-8")
@@ -172,7 +169,7 @@ def _reuse(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path) -> bo
     stem = out / "results" / safe_file(run.name)
     try:
         info = json.loads(stem.with_suffix(".json").read_text())
-        if (info["network_sha256"] != _network_sha256(net) or info["inputs_sha256"] != data.sha256_of(x)
+        if (info["network_sha256"] != net.sha256() or info["inputs_sha256"] != data.sha256_of(x)
                 or info["steps"] != net.settings.steps or not stem.with_suffix(".npz").exists()
                 or info["code_sha256"] != _code_sha256(run, net, x, labels, out)):
             return False

@@ -1,7 +1,9 @@
 """The ``nest`` writer: a plain PyNEST script (``import nest``) of the spiking network.
 
 How the contract (docs/semantics.md) maps onto NEST is explained, with what was measured, in
-:mod:`snnexport.writers.nest_common`, which the ``pynn`` writer shares.
+:mod:`snnexport.writers.nest_common`, which the ``pynn`` writer shares. So is the script's code:
+``templates/nest.py.j2`` extends ``templates/_nest.py.j2`` (as ``pynn.py.j2`` does) with a
+``Backend`` class that makes the NEST calls.
 """
 
 from __future__ import annotations
@@ -25,8 +27,7 @@ def nest_context(net: Network) -> dict[str, object]:
             ["iaf_psc_delta resets to V_reset = 0; with C_m = 1, t_ref = 0 and tau_m = 2**53 ms",
              "it does not leak"])
     return {"neuron_model": nest_common.neuron_model(reset), "neuron_params": Code(f"dict({text})"),
-            "model_note": [comment(line) for line in note], "hold": nest_common.HOLD, "never": nest_common.NEVER,
-            "helpers_source": Code(nest_common.helpers_source())}
+            "model_note": [comment(line) for line in note], "hold": nest_common.HOLD, "never": nest_common.NEVER}
 
 
 class NestWriter(ScriptWriter):
@@ -39,6 +40,7 @@ class NestWriter(ScriptWriter):
     requires = ("nest",)
     extra = "nest"
     distribution = "nest-simulator"
+    scriptlib = ScriptWriter.scriptlib + ("nest_schedule",)
     capabilities = nest_common.capabilities("built with one array nest.Connect per projection")
 
     def check(self, net: Network) -> list[str]:

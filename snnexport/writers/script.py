@@ -1,14 +1,18 @@
 """What every script writer shares: the network as Python literals, weights, header, Jinja2 rendering.
 
 A script writer supplies a template (``snnexport/templates/<name>.py.j2``) that extends
-``_script.py.j2`` (header, parameters, the embedded :mod:`snnexport.connectivity` and
-:mod:`snnexport.runtime`, weights, the network description, and ``main()``: options, the loop over
-samples, the results file) and defines two functions in the simulator's own idioms:
+``_script.py.j2`` (header, parameters, the embedded :mod:`snnexport.scriptlib` modules, weights, the
+network description, and ``main()``: options, the loop over samples, the readout, the results file)
+and defines two functions in the simulator's own idioms:
 
 * ``build_network(args)`` → a model object (built once);
 * ``run_sample(model, x, index, args)`` → a dict with ``counts`` (one flat array per population,
   network order), ``gate_counts`` (per gate), ``output_steps`` (T, classes), ``output_v``
   (classes,) and ``spikes_per_step`` (T, populations), after resetting the state for this sample.
+
+The NEST-based templates (``nest.py.j2``, ``pynn.py.j2``) extend ``_nest.py.j2``, which holds what
+they share and calls the ``Backend`` class each of them defines. Which scriptlib modules a script
+embeds is the writer's ``scriptlib`` attribute; :func:`embedded` adds what those import.
 
 A network file is untrusted, so no value reaches a script except through :func:`py`, which writes a
 Python literal on one line. The templates' environment enforces it: what a template prints must be a
@@ -17,22 +21,24 @@ description blocks and header lines built from py()); a raw string or number rai
 
 from __future__ import annotations
 
+import ast
 import functools
-import hashlib
 import importlib.metadata
-import inspect
 import keyword
 import math
 import re
 import sys
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import jinja2
 import numpy as np
 
-from .. import __version__, connectivity, runtime
+from .. import __version__, scriptlib
 from ..errors import SnnexportError
 from ..network import Gate, Network, Population
+from ..scriptlib import runtime
 from .base import Rendered, WriteOptions, Writer
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -166,14 +172,55 @@ def _plain(value: object) -> object:
     return value
 
 
-def module_source(module: object) -> Code:
-    """A module's source without its docstring, to embed in a script."""
-    src = inspect.getsource(module)
-    doc = module.__doc__
-    if doc:
-        end = src.index('"""', src.index('"""') + 3) + 3
-        src = src[end:].lstrip("\n")
-    return Code(src.rstrip() + "\n")
+def embedded(names: Iterable[str]) -> Code:
+    """The scriptlib modules ``names`` and every scriptlib module they import, as script text.
+
+    In the order of :data:`snnexport.scriptlib.MODULES` (each after those it imports), each under a
+    banner line, without its docstring and without its relative imports: in a script the names they
+    import are defined above them.
+    """
+    wanted: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo += _scriptlib_module(name)[1]
+    parts = []
+    for name, title in scriptlib.MODULES.items():
+        if name in wanted:
+            label = f" {title} (embedded from snnexport.scriptlib.{name})"
+            parts.append("# " + "-" * max(3, 98 - len(label)) + label + "\n" + _scriptlib_module(name)[0])
+    return Code("\n\n".join(parts))
+
+
+# ast.parse in several threads at once raised "SystemError: AST constructor recursion depth mismatch" on
+# CPython 3.11.7 here (validate renders scripts in threads; the first render of each module parses it)
+_PARSING = threading.Lock()
+
+
+@functools.cache
+def _scriptlib_module(name: str) -> tuple[str, tuple[str, ...]]:
+    """A scriptlib module's source as embedded (no docstring, no relative imports) and the modules it imports."""
+    if name not in scriptlib.MODULES:
+        raise ValueError(f"no scriptlib module {name!r}")
+    source = (Path(scriptlib.__file__).parent / f"{name}.py").read_text(encoding="utf-8")
+    with _PARSING:
+        tree = ast.parse(source)
+    drop: set[int] = set()  # line numbers, 1-based
+    if ast.get_docstring(tree) is not None:
+        drop.update(range(tree.body[0].lineno, tree.body[0].end_lineno + 1))
+    imports = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            if node not in tree.body or node.level != 1 or node.module not in scriptlib.MODULES:
+                raise ValueError(f"scriptlib.{name}, line {node.lineno}: a relative import must be a top-level "
+                                 "'from .module import name' of another scriptlib module")
+            imports.append(node.module)
+            drop.update(range(node.lineno, node.end_lineno + 1))
+    lines = [line for k, line in enumerate(source.splitlines(keepends=True), 1) if k not in drop]
+    text = re.sub(r"\n{4,}", "\n\n\n", "".join(lines)).strip("\n") + "\n"  # no gap wider than before
+    return text, tuple(imports)
 
 
 def simulator_version(package: str) -> str:
@@ -249,6 +296,7 @@ def _environment() -> jinja2.Environment:
 class ScriptWriter(Writer):
     template: str = ""
     simulator: str = ""  # display name
+    scriptlib: tuple[str, ...] = ("connectivity", "runtime", "recorder")  # embedded (and what they import)
 
     def context(self, net: Network, options: WriteOptions) -> dict[str, object]:
         """Writer-specific template variables."""
@@ -276,8 +324,7 @@ class ScriptWriter(Writer):
         text = _environment().get_template(self.template).render(
             net=net, writer=self, header=header_lines(net, self.simulator, version, approximations),
             description=desc, data_blob=Code(blob), data_sha256=sha, data_file=data_file,
-            network_sha256=hashlib.sha256(net.to_bytes()).hexdigest(),
-            connectivity_source=module_source(connectivity), runtime_source=module_source(runtime),
+            network_sha256=net.sha256(), scriptlib=embedded(self.scriptlib),
             population_names=[p.name for p in net.populations],
             gate_names=[n.name for n in net.nodes if isinstance(n, Gate)],
             simulator_version=version, snnexport_version=__version__,

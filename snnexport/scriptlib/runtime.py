@@ -1,9 +1,8 @@
 """What every simulation of a converted network does the same way, whichever simulator runs it.
 
-Like :mod:`snnexport.connectivity`, this module is self-contained (numpy and the standard library
-only): the writers embed its source in every exported script, and the reference simulator imports
-it, so inputs, random draws, max-pool gating, readout and the results file (docs/semantics.md)
-exist once.
+The writers embed this module in every exported script and snnexport imports it (the rules are in
+:mod:`snnexport.scriptlib`), so inputs, random draws, max-pool gating, the readout, the results file
+and its ``meta`` (docs/semantics.md) exist once.
 """
 
 import argparse
@@ -279,6 +278,45 @@ def predict(counts, v):
     return np.argmax(np.where(best, v, -np.inf), axis=-1)
 
 
+def output_prediction(readout, output_steps, output_v):
+    """The predicted class of one sample or of each of a batch, by ``readout``.
+
+    output_steps: (..., T, classes) output spikes; output_v: (..., classes) final membrane potentials.
+    "membrane": the largest potential (ties to the lower index); "count" and "softmax": the most
+    spikes, ties by :func:`predict`.
+    """
+    if readout == "membrane":
+        return np.argmax(np.asarray(output_v), axis=-1)
+    return predict(np.asarray(output_steps).sum(axis=-2), output_v)
+
+
+def softmax_readout(v_steps, seed, sample_index, clamp_steps):
+    """(T, classes) float32 output spikes of the spiking softmax for one sample.
+
+    v_steps: the output's membrane potential after integrating each step, (T, classes). In step t the
+    output neuron i spikes where the sample's draw (:func:`softmax_draws`) is below softmax(V(t))_i,
+    except in the first ``clamp_steps`` steps, while the output population is clamped.
+    """
+    v = np.asarray(v_steps, np.float64)
+    spikes = softmax_spikes(v, softmax_draws(seed, sample_index, len(v), v.shape[-1]))
+    spikes[:max(int(clamp_steps), 0)] = 0
+    return spikes
+
+
+def results_meta(simulator, simulator_version, snnexport_version, steps, seed, readout, delay, reset, encoding,
+                 network_sha256, samples, **timings):
+    """The ``meta`` of a results file, the same keys for every simulator (docs/semantics.md).
+
+    ``simulator``: "reference" for snnexport's own simulator, else the writer's name; ``timings``:
+    seconds, e.g. build_seconds, run_seconds (None where not measured).
+    """
+    meta = {"simulator": simulator, "simulator_version": simulator_version, "snnexport_version": snnexport_version,
+            "steps": int(steps), "seed": int(seed), "readout": readout, "delay": delay, "reset": reset,
+            "encoding": encoding, "network_sha256": network_sha256, "samples": int(samples)}
+    meta.update(timings)
+    return meta
+
+
 def save_results(path, arrays, meta):
     """Write the results file (layout in docs/semantics.md) with :func:`write_output`; meta is a JSON-able dict.
 
@@ -440,56 +478,3 @@ def _umask():
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-class Recorder:
-    """Collects one run's per-sample results and writes the shared results file."""
-
-    def __init__(self, population_names, gate_names, steps, classes):
-        self.population_names = list(population_names)
-        self.gate_names = list(gate_names)
-        self.steps = steps
-        self.classes = classes
-        self.rows = []
-
-    def add(self, counts, gate_counts, output_steps, output_v, spikes_per_step, prediction, label=-1):
-        """One sample: counts/gate_counts are lists of flat arrays in network order."""
-        self.rows.append((counts, gate_counts, np.asarray(output_steps), np.asarray(output_v, np.float32),
-                          np.asarray(spikes_per_step), int(prediction), int(label)))
-
-    def arrays(self):
-        rows = self.rows
-        out = {
-            "predictions": np.array([r[5] for r in rows], np.int64),
-            "labels": np.array([r[6] for r in rows], np.int64),
-            "output_steps": np.stack([r[2] for r in rows]).astype(np.int16),
-            "output_v": np.stack([r[3] for r in rows]).astype(np.float32),
-            "spikes_per_step": np.stack([r[4] for r in rows]).astype(np.int32),
-            "population_names": np.array(self.population_names, dtype=str),
-            "gate_names": np.array(self.gate_names, dtype=str),
-        }
-        out["output_counts"] = out["output_steps"].astype(np.int64).sum(axis=1)
-        for k in range(len(self.population_names)):
-            out[f"counts_{k}"] = np.stack([r[0][k] for r in rows]).astype(np.int32)
-        for k in range(len(self.gate_names)):
-            out[f"gate_counts_{k}"] = np.stack([r[1][k] for r in rows]).astype(np.int32)
-        return out
-
-    def save(self, path, meta):
-        save_results(path, self.arrays(), meta)
-
-    def summary(self, out=sys.stdout):
-        arrays = self.arrays()
-        n = len(self.rows)
-        labels = arrays["labels"]
-        known = labels >= 0
-        print(f"samples: {n}, steps: {self.steps}", file=out)
-        for k, name in enumerate(self.population_names):
-            c = arrays[f"counts_{k}"]
-            print(f"  {name!r}: {np.abs(c).sum() / max(n, 1):.1f} spikes per sample "
-                  f"({c.shape[1]} neurons)", file=out)
-        preds = arrays["predictions"]
-        print("predicted classes:", " ".join(map(str, preds[:20])) + (" ..." if n > 20 else ""), file=out)
-        if known.any():
-            acc = float((preds[known] == labels[known]).mean())
-            print(f"accuracy: {acc * 100:.2f} % on {int(known.sum())} labelled samples", file=out)
