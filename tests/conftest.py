@@ -109,7 +109,7 @@ def bundled(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """(network file, Network, first samples): the bundled LeNet converted by the command a user types."""
     from snnexport.cli import main
     from snnexport.network import Network
-    from snnexport.runtime import coerce_samples
+    from snnexport.scriptlib.runtime import coerce_samples
     path = tmp_path_factory.mktemp("bundled") / "lenet.snn"
     assert main([str(BUNDLED_MODEL), "--calibration", str(BUNDLED_SAMPLES), "--to", "network", "-o", str(path)]) == 0
     net = Network.load(path)
