@@ -36,7 +36,7 @@ MNIST = REPO.parent / "shared" / "data" / "mnist.npz"
 TARGET_RATIO = 1.5
 
 # A bare Brian2 program: the same groups and the same connectivity, built with the bulk API. It times
-# the expansion of the kernels into synapse arrays (snnexport.connectivity, as the script does) and
+# the expansion of the kernels into synapse arrays (snnexport.scriptlib.connectivity, as the script does) and
 # the Brian2 construction from those arrays separately.
 DIRECT = r"""
 import sys, time
@@ -99,7 +99,7 @@ def export(net, path: Path, samples=None) -> Path:
 
 def run_script(script: Path, x: np.ndarray, steps: int, folder: Path, limit: int | None = None):
     """The script's results, with (wall, CPU, peak RSS) of its process."""
-    from snnexport import runtime
+    from snnexport.scriptlib import runtime
     inputs, results = folder / "inputs.npy", folder / "results.npz"
     np.save(inputs, x)
     args = ["--input", str(inputs), "--out", str(results), "--quiet", "--steps", str(steps)]

@@ -55,7 +55,7 @@ def child(cmd: list[str], cwd: Path) -> tuple[float, int, str]:
 def run_script(script: Path, x_file: Path, out: Path, steps: int, *extra: str) -> dict:
     wall, rss, _ = child([sys.executable, str(script), "--input", str(x_file), "--steps", str(steps),
                           "--out", str(out), "--quiet", *extra], script.parent)
-    from snnexport import runtime
+    from snnexport.scriptlib import runtime
     r = runtime.load_results(out)
     meta = r["meta"]
     return {"results": r, "wall": wall, "rss": rss, "build": meta["build_seconds"],

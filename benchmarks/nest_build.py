@@ -116,7 +116,7 @@ def export(writer: str, net, path: Path, samples: np.ndarray) -> Path:
 
 
 def run_script(script: Path, inputs: Path, steps: int, extra: list[str], out: Path) -> dict:
-    from snnexport import runtime
+    from snnexport.scriptlib import runtime
     wall, rss, _ = run_measured([sys.executable, str(script), "--input", str(inputs), "--steps", str(steps),
                                  "--out", str(out), "--quiet", *extra], script.parent)
     results = runtime.load_results(out)

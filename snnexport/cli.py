@@ -6,63 +6,157 @@
     snnexport validate MODEL --calibration FILE --data FILE [--sim ...] --report DIR
     snnexport writers
 
-Errors are one line on stderr and a non-zero exit; output files are written atomically, so a
-failed run leaves none behind. Progress goes to stderr, the product to stdout or ``-o``.
+Errors are one line on stderr and a non-zero exit; every option and output path is checked before
+any work starts; output files are written by :func:`snnexport.scriptlib.runtime.write_outputs` (atomically, in
+the umask's mode), so a failed or interrupted run leaves none behind. Progress goes to stderr, the
+product to stdout or ``-o``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import contextlib
 import os
+import re
+import signal
+import stat
 import sys
-import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from . import __version__
-from .errors import SnnexportError
+from .errors import SnnexportError, user_errors
+from .loading import load_network, progress
+from .options import MAX_SEED, Parser, add_conversion_options, int_range, number_range
+from .scriptlib import runtime
 
 SUBCOMMANDS = ("info", "simulate", "validate", "writers")
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command; ``argv`` None means the real process (sys.argv), which Ctrl-C ends at once."""
+    process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("KERAS_BACKEND", "jax")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         if argv and argv[0] in SUBCOMMANDS:
-            return COMMANDS[argv[0]](argv[1:])
-        return convert_command(argv)
+            code = COMMANDS[argv[0]](argv[1:])
+        else:
+            code = convert_command(argv)
+        _flush_stdout()
+        return code
     except SnnexportError as e:
-        print(f"snnexport: error: {_one_line(str(e))}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return _fail(_one_line(str(e)))
     except KeyboardInterrupt:
-        print("snnexport: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
+        # Temporary files are gone (removed on the way up). End without interpreter teardown: JAX
+        # worker threads still running at teardown crashed the process (segfault) after Ctrl-C.
+        if process:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the exit
+        print("snnexport: interrupted", file=sys.stderr, flush=True)
+        if process:
+            _flush_stdout_quietly()
+            os._exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader of stdout went away (e.g. `| head`): not worth a message
+        _silence_stdout()
         return EXIT_USER_ERROR
     except MemoryError:
-        print("snnexport: error: out of memory", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return _fail("out of memory")
+    except OSError as e:  # the system refused a read or write: the file and the reason, no traceback
+        where = f"{e.filename}: " if e.filename else ""
+        return _fail(f"{where}{e.strerror or _one_line(str(e))}")
     except Exception as e:  # a bug of ours: still one line, the traceback only on request
         if os.environ.get("SNNEXPORT_DEBUG"):
             raise
         print(f"snnexport: internal error: {type(e).__name__}: {_one_line(str(e))} "
               "(set SNNEXPORT_DEBUG=1 for a traceback, and please report it)", file=sys.stderr)
+        _flush_stdout_quietly()
         return EXIT_INTERNAL
+
+
+def _fail(message: str) -> int:
+    _flush_stdout_quietly()
+    print(f"snnexport: error: {message}", file=sys.stderr)
+    return EXIT_USER_ERROR
 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split()) or "unknown problem"
 
 
+@contextlib.contextmanager
+def stdout_errors() -> Iterator[None]:
+    """A failed write to standard output (a full disk, a device that refuses) becomes one line."""
+    try:
+        yield
+    except BrokenPipeError:  # the reader went away (`| head`): main ends quietly
+        raise
+    except OSError as e:
+        _silence_stdout()
+        raise SnnexportError(f"cannot write to standard output: {e.strerror or e}") from None
+
+
+def say(text: str = "") -> None:
+    """A line of the product on standard output."""
+    with stdout_errors():
+        print(text)
+
+
+def _flush_stdout() -> None:
+    with stdout_errors():
+        sys.stdout.flush()
+
+
+def _flush_stdout_quietly() -> None:
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null, so that Python's flush at exit does not print a second error."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+# --- options --------------------------------------------------------------------------------------
+
+def check_output(path: str | os.PathLike[str], inputs: Iterable[object], what: str) -> None:
+    """:func:`snnexport.scriptlib.runtime.check_output_path` as a SnnexportError."""
+    with user_errors():
+        runtime.check_output_path(path, tuple(i for i in inputs if i), what)
+
+
+def check_stdout(inputs: Iterable[object]) -> None:
+    """Refuse a standard output redirected onto one of the inputs (``>>`` would append to it)."""
+    try:
+        st = os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        return  # not a real file descriptor (e.g. captured in tests)
+    if not stat.S_ISREG(st.st_mode):
+        return
+    for source in inputs:
+        try:
+            other = os.stat(source) if source else None
+        except (OSError, ValueError):
+            continue
+        if other is not None and (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            raise SnnexportError(f"standard output is the input file {source}; writing it would destroy that input")
+
+
 # --- conversion -------------------------------------------------------------------------------------
 
 def _convert_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="snnexport", description="Convert a trained Keras CNN into a spiking network and export it "
         "for a simulator. Other commands: " + ", ".join(SUBCOMMANDS) + " (snnexport COMMAND --help).")
     p.add_argument("model", nargs="?",
@@ -70,10 +164,11 @@ def _convert_parser() -> argparse.ArgumentParser:
     add_conversion_options(p)
     p.add_argument("--to", default="network", metavar="WRITER",
                    help="what to write: a writer name (see `snnexport writers`); default: network")
-    p.add_argument("-o", "--output", help="output file (default: standard output)")
+    p.add_argument("-o", "--output", help="output file (default: standard output); never one of the inputs, "
+                   "nor a script named like a module it imports (brian2.py, nest.py, …)")
     p.add_argument("--samples", help="samples to bundle in a script as its default input (.npy/.npz); "
                                      "default: the first 10 calibration samples")
-    p.add_argument("--embed-limit", type=float, default=8.0, metavar="MB",
+    p.add_argument("--embed-limit", type=number_range("--embed-limit", 0), default=8.0, metavar="MB",
                    help="largest encoded weights embedded in a script; above it they go to a .npz "
                         "beside -o (default 8)")
     p.add_argument("--capabilities", action="store_true", help="print the writer's capability table and exit")
@@ -81,58 +176,28 @@ def _convert_parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_conversion_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--calibration", metavar="FILE",
-                   help="inputs for weight normalization (.npy, or .npz with x / x_train / x_test)")
-    p.add_argument("--calibration-samples", type=int, default=1000, metavar="N",
-                   help="use at most N calibration samples (default 1000)")
-    p.add_argument("--percentile", type=float, default=99.9, metavar="P",
-                   help="normalize by the P-th percentile of activations (default 99.9; 100 is max-norm)")
-    p.add_argument("--reset", choices=("subtract", "zero"), default="subtract",
-                   help="reset by subtraction (default) or to zero")
-    p.add_argument("--encoding", choices=("analog", "poisson"), default="analog",
-                   help="input: constant analog current (default) or Poisson spikes")
-    p.add_argument("--readout", choices=("count", "membrane", "softmax"), default="count",
-                   help="output readout (default count)")
-    p.add_argument("--steps", type=int, default=100, help="default time steps of the exported network (100)")
-    p.add_argument("--clamp", type=int, default=0, metavar="D",
-                   help="hold population l's membrane at 0 for the first D*l steps (default 0)")
-    p.add_argument("--input-scale", type=float, default=None, metavar="S",
-                   help="multiply data by S before use (default: 1/255 for uint8 data, else 1)")
-
-
-def load_network(model: str, args: argparse.Namespace, quiet: bool = False):
-    """A Network from a network file, or converted from a Keras model with the conversion options."""
-    from .network import Network, Provenance, is_network_file
-    path = Path(model)
-    if not path.exists():
-        raise SnnexportError(f"{model}: no such file")
-    if path.is_dir():
-        raise SnnexportError(f"{model}: is a directory, not a model file")
-    if is_network_file(path):
-        net = Network.load(path)
-    else:
-        from . import data
-        from .convert import convert
-        from .readers import read_model
-        graph = read_model(path)
-        calib, sha = None, ""
-        if getattr(args, "calibration", None):
-            _progress(f"loading calibration data {args.calibration}", quiet)
-            calib, _ = data.load_samples(args.calibration, graph.input_shape, "calibration data", True,
-                                         args.input_scale)
-            calib = calib[: args.calibration_samples]
-            sha = data.sha256_of(calib)
-        _progress(f"converting {path.name}", quiet)
-        import keras
-        prov = Provenance(path.name, _sha256_file(path), keras.__version__, __version__)
-        net = convert(graph, calib, args.percentile, args.reset, args.encoding, prov, sha, consume=True)
-        del graph
-    s = net.settings
-    s.readout, s.steps, s.clamp = args.readout, args.steps, args.clamp
-    if s.steps < 1:
-        raise SnnexportError("--steps must be at least 1")
-    return net
+def _shadowed_module(out: Path, writer) -> str | None:
+    """The module a script written to ``out`` imports and would shadow (Python puts the script's
+    folder first on sys.path, so `brian2.py` importing brian2 imports itself), or None."""
+    template = getattr(writer, "template", "")
+    if out.suffix != ".py" or not template:
+        return None
+    from .scriptlib import connectivity
+    from .writers.script import TEMPLATES
+    sources, todo = [], [template]
+    while todo:  # the template and those it extends or includes
+        text = (TEMPLATES / todo.pop()).read_text(encoding="utf-8")
+        sources.append(text)
+        todo += re.findall(r"{%-?\s*(?:extends|include|import)\s+[\"']([^\"']+)[\"']", text)
+    for module in (runtime, connectivity):  # embedded in every script
+        sources.append(Path(module.__file__).read_text(encoding="utf-8"))
+    imported = set()
+    for text in sources:
+        for m in re.finditer(r"^\s*(?:from\s+([A-Za-z_]\w*)[\w.]*\s+import\b|import\s+([^#\n;]+))", text, re.M):
+            names = [m.group(1)] if m.group(1) else [n.split()[0] for n in m.group(2).strip(" ()").split(",") if n.strip()]
+            imported.update(n.split(".")[0] for n in names)
+        imported.update(re.findall(r"import_module\(\s*[\"']([A-Za-z_]\w*)", text))  # e.g. "pyNN." + backend
+    return out.stem if out.stem in imported else None
 
 
 def convert_command(argv: list[str]) -> int:
@@ -145,23 +210,51 @@ def convert_command(argv: list[str]) -> int:
         return 0
     if args.model is None:
         raise SnnexportError("no model given (usage: snnexport MODEL [--calibration FILE] [--to WRITER] [-o OUT])")
+    inputs = (args.model, args.calibration, args.samples)
     out = Path(args.output) if args.output else None
-    if out is None and writer.binary and sys.stdout.isatty():
-        raise SnnexportError(f"the {writer.name} writer writes a binary file: give -o FILE or redirect stdout")
+    if out is not None:
+        check_output(args.output, inputs, "-o")  # the text as given: Path() drops a trailing slash
+        shadowed = _shadowed_module(out, writer)
+        if shadowed:
+            raise SnnexportError(f"-o {out}: a script named {out.name} would shadow the module {shadowed!r} "
+                                 f"it imports (Python looks in the script's own folder first); choose another "
+                                 f"name, e.g. snn_{out.name}")
+    else:
+        check_stdout(inputs)
+        if writer.binary and sys.stdout.isatty():
+            raise SnnexportError(f"the {writer.name} writer writes a binary file: give -o FILE or redirect stdout")
     net = load_network(args.model, args)
     samples, labels = _bundled_samples(args, net)
     rendered = writer.render(net, WriteOptions(out, samples, labels, int(args.embed_limit * 2 ** 20)))
     if out is None:
-        if callable(rendered.main):
-            rendered.main(sys.stdout.buffer)
-        else:
-            sys.stdout.buffer.write(rendered.main)
-        sys.stdout.flush()
+        write_stdout(rendered.main)
     else:
-        files = {out: rendered.main, **{out.parent / name: data for name, data in rendered.beside.items()}}
-        write_atomically(files)
-        _progress(f"wrote {', '.join(str(f) for f in files)}", False)
+        if rendered.beside and out.exists() and not out.is_file():
+            raise SnnexportError(f"-o {out} is not a regular file, so nothing can lie beside it: the weights are "
+                                 f"too large to embed ({', '.join(rendered.beside)} would go beside the script)")
+        files = rendered.writes(out)
+        for path in files:  # the weights beside the script may not replace an input either
+            check_output(path, inputs, "output")
+        with user_errors():
+            runtime.write_outputs(files)  # all or none
+        progress(f"wrote {', '.join(str(f) for f in files)}")
     return 0
+
+
+def write_stdout(content: bytes | Callable[[BinaryIO], None]) -> None:
+    """The product on standard output: a device or pipe gets it as a stream (no seeking)."""
+    target = sys.stdout.buffer
+    try:
+        if not stat.S_ISREG(os.fstat(target.fileno()).st_mode):
+            target = runtime.as_stream(target)
+    except (OSError, ValueError, AttributeError):
+        pass
+    with stdout_errors():
+        if callable(content):
+            content(target)
+        else:
+            target.write(content)
+        sys.stdout.flush()
 
 
 def _bundled_samples(args: argparse.Namespace, net):
@@ -169,122 +262,92 @@ def _bundled_samples(args: argparse.Namespace, net):
     source = args.samples or args.calibration
     if not source:
         return None, None
-    x, y = data.load_samples(source, net.input.shape, "samples", False, args.input_scale)
-    return x[:10], (y[:10] if y is not None else None)
+    return data.load_samples(source, net.input.shape, "samples", False, args.input_scale, limit=10)
 
 
 def print_capabilities(writer) -> None:
     from .writers.base import FEATURES
-    print(f"{writer.name}: {writer.summary}")
+    say(f"{writer.name}: {writer.summary}")
+    if writer.requires:
+        say(f"  runs with {', '.join(writer.requires)}{_missing_note(writer.name)}")
     for feature in FEATURES:
         status, how = writer.capabilities.get(feature, ("refused", "not implemented"))
-        print(f"  {feature:18s} {status:13s} {how}")
-
-
-def write_atomically(files: dict[Path, bytes | Callable[[BinaryIO], None]]) -> None:
-    """Write all files or none: each goes to a temporary file first, then all are renamed."""
-    temps: list[tuple[str, Path]] = []
-    try:
-        for path, content in files.items():
-            if path.parent and not path.parent.exists():
-                raise SnnexportError(f"{path.parent}: no such directory")
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-            temps.append((tmp, path))
-            with os.fdopen(fd, "wb") as f:
-                if callable(content):
-                    content(f)
-                else:
-                    f.write(content)
-        for tmp, path in temps:
-            os.replace(tmp, path)
-        temps = []
-    except OSError as e:
-        raise SnnexportError(f"cannot write output: {e}") from None
-    finally:
-        for tmp, _ in temps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2 ** 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _progress(message: str, quiet: bool) -> None:
-    if not quiet:
-        print(f"snnexport: {message}", file=sys.stderr)
+        say(f"  {feature:18s} {status:13s} {how}")
 
 
 # --- other commands -----------------------------------------------------------------------------------
 
 def info_command(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="snnexport info", description="Summarize a network file or a Keras model.")
+    p = Parser(prog="snnexport info", description="Summarize a network file or a Keras model.")
     p.add_argument("file")
     add_conversion_options(p)
     args = p.parse_args(argv)
     net = load_network(args.file, args, quiet=True)
     from .summary import describe
-    print(describe(net))
+    say(describe(net))
     return 0
 
 
 def writers_command(argv: list[str]) -> int:
-    argparse.ArgumentParser(prog="snnexport writers", description="List the available writers.").parse_args(argv)
+    Parser(prog="snnexport writers", description="List the available writers.").parse_args(argv)
     from . import writers
     for name in writers.available():
         try:
-            print(f"{name:8s} {writers.get(name).summary}")
+            summary = writers.get(name).summary + _missing_note(name)
         except Exception as e:  # a writer whose module fails to import is still listed, with why
-            print(f"{name:8s} (unavailable: {_one_line(str(e))})")
+            summary = f"(unavailable: {_one_line(str(e))})"
+        say(f"{name:8s} {summary}")
     return 0
 
 
+def _missing_note(name: str) -> str:
+    """What a writer's scripts need and this installation lacks, or ""."""
+    from . import writers
+    missing = writers.missing_modules(name)
+    return f" [not installed here: {', '.join(missing)}; {writers.install_hint(name)}]" if missing else ""
+
+
 def simulate_command(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="snnexport simulate",
-                                description="Run the reference simulator on samples and report ANN and SNN accuracy.")
+    p = Parser(prog="snnexport simulate",
+               description="Run the reference simulator on samples and report ANN and SNN accuracy.")
     p.add_argument("model", help="Keras model or network file (.snn)")
     p.add_argument("--data", required=True, help="samples (.npy, or .npz with x/y or x_test/y_test)")
-    p.add_argument("-n", type=int, default=None, help="use the first N samples")
-    p.add_argument("--batch", type=int, default=100, help="samples simulated at once (default 100)")
+    p.add_argument("-n", type=int_range("-n", 1), default=None, help="use the first N samples (only these are read)")
+    p.add_argument("--batch", type=int_range("--batch", 1), default=100, help="samples simulated at once (default 100)")
     p.add_argument("--delay", choices=("step", "zero"), default="step",
                    help="one step per population (default, as every exported script) or the paper's zero latency")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_range("--seed", 0, MAX_SEED), default=0,
+                   help="seed of Poisson input and the spiking softmax (default 0)")
     p.add_argument("--out", help="write the results file (.npz, the layout of the exported scripts)")
     add_conversion_options(p)
     args = p.parse_args(argv)
-    from . import data, runtime
-    from .simulator import ann_activations, simulate
+    if args.out:
+        check_output(args.out, (args.model, args.data, args.calibration), "--out")
+    from . import data
+    from .simulator import ann_activations, results_meta, simulate
     net = load_network(args.model, args)
-    x, y = data.load_samples(args.data, net.input.shape, "data", False, args.input_scale)
-    if args.n is not None:
-        x, y = x[: args.n], (y[: args.n] if y is not None else None)
+    x, y = data.load_samples(args.data, net.input.shape, "data", False, args.input_scale, limit=args.n)
     ann = ann_activations(net, x)
     ann_pred = ann[net.output].reshape(len(x), -1).argmax(axis=1)
-    _progress(f"simulating {len(x)} samples for {net.settings.steps} steps", False)
+    progress(f"simulating {len(x)} samples for {net.settings.steps} steps")
     res = simulate(net, x, y, steps=net.settings.steps, batch=args.batch, delay=args.delay,
                    seed=args.seed, progress=True)
     snn_pred = res["predictions"]
-    print(f"samples: {len(x)}, steps: {net.settings.steps}, delay: {args.delay}")
+    say(f"samples: {len(x)}, steps: {net.settings.steps}, delay: {args.delay}")
     if y is not None:
-        print(f"ANN accuracy: {100 * float((ann_pred == y).mean()):.2f} %")
-        print(f"SNN accuracy: {100 * float((snn_pred == y).mean()):.2f} %")
-    print(f"SNN agrees with the ANN on {100 * float((snn_pred == ann_pred).mean()):.2f} % of samples")
+        say(f"ANN accuracy: {100 * float((ann_pred == y).mean()):.2f} %")
+        say(f"SNN accuracy: {100 * float((snn_pred == y).mean()):.2f} %")
+    say(f"SNN agrees with the ANN on {100 * float((snn_pred == ann_pred).mean()):.2f} % of samples")
     from .compare import population_counts, rate_fit
-    print("firing rate (spikes/step) vs normalized ANN activation, per hidden population:")
+    say("firing rate (spikes/step) vs normalized ANN activation, per hidden population:")
     for name, counts in population_counts(res).items():
         if name != net.output:
             fit = rate_fit(counts / net.settings.steps, ann[name])
-            print(f"  {name!r}: Pearson r {fit['pearson']:.4f}, slope {fit['slope']:.3f}, RMSE {fit['rmse']:.4f}")
+            say(f"  {name!r}: Pearson r {fit['pearson']:.4f}, slope {fit['slope']:.3f}, RMSE {fit['rmse']:.4f}")
     if args.out:
-        runtime.save_results(args.out, res, {"simulator": "reference", "snnexport_version": __version__,
-                                             "steps": net.settings.steps, "seed": args.seed,
-                                             "delay": args.delay, "readout": net.settings.readout,
-                                             "reset": net.neuron.reset, "encoding": net.input.encoding})
-        _progress(f"wrote {args.out}", False)
+        with user_errors():
+            runtime.save_results(args.out, res, results_meta(net, res, seed=args.seed, delay=args.delay))
+        progress(f"wrote {args.out}")
     return 0
 
 

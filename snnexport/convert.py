@@ -11,11 +11,7 @@ the calibration data; a projection from s to t is multiplied by λ_s / λ_t and 
 λ_t, so that firing rates (spikes per step, at most 1) approximate activation / λ. Each projection
 carries its own factor, so branches that are concatenated or added need no shared λ.
 
-Binary activations (sign, heaviside) have activations of magnitude 1 and no scale to normalize:
-their populations get λ = 1 on the output side, and on the input side a gain, 1 / the (100 − p)-th
-percentile of their nonzero |pre-activation|, so that all but that fraction of the pre-activations
-drive the neuron beyond one spike per step: its rate is then the step function itself (every
-step while the input is positive, none while it is negative), not the clipped ramp.
+λ comes from :mod:`snnexport.normalization` (percentile or weight bound; binary activations).
 """
 
 from __future__ import annotations
@@ -29,12 +25,11 @@ from .errors import SnnexportError
 from .graph import Graph, Node
 from .network import (Gate, InputSpec, Network, Neuron, Normalization, Population, Projection,
                       Provenance, Settings)
+from .normalization import BINARY, LINEAR, OUTPUT_ONLY, bound_scales, constant_term, percentile_scales
 from .ops import Activation, Add, Affine, Concat, Conv2D, Dense, Embed, MaxPool, Op, Pad, Reshape, Scale
 from .simplify import simplify
 
 DEFAULT_PERCENTILE = 99.9
-_OUTPUT_ONLY = ("softmax", "linear")
-BINARY = ("sign", "heaviside")
 
 
 def convert(graph: Graph, calibration: np.ndarray | None = None, percentile: float = DEFAULT_PERCENTILE,
@@ -56,13 +51,13 @@ def convert(graph: Graph, calibration: np.ndarray | None = None, percentile: flo
         lambdas = {n.name: 1.0 for n in structure.spiking}
         norm = Normalization("none")
     elif calibration is not None:
-        lambdas = _percentile_scales(graph, structure, calibration, percentile)
+        lambdas = percentile_scales(graph, structure.spiking, calibration, percentile)
         norm = Normalization("percentile", percentile, len(calibration), data_sha256)
     else:
         print("snnexport: warning: no calibration data: normalizing by a bound computed from the weights "
               "(inputs assumed in [-1, 1]); firing rates will be low and accuracy may need many steps. "
               "Pass --calibration for the paper's percentile normalization.", file=sys.stderr)
-        lambdas = _bound_scales(structure)
+        lambdas = bound_scales(graph.input_name, structure.spiking, structure.paths, structure.bias)
         norm = Normalization("model-bound")
     return structure.build(lambdas, reset, encoding, norm, provenance or Provenance(), consume)
 
@@ -104,7 +99,7 @@ class _Structure:
                                      "(the spiking max-pool gates spikes, and the analog input has none)")
             if src not in spiking:
                 raise SnnexportError(f"{label}: max-pooling of a linear (non-rectified) tensor is not supported")
-        elif n.op.function in _OUTPUT_ONLY and n.name != self.graph.output:
+        elif n.op.function in OUTPUT_ONLY and n.name != self.graph.output:
             raise SnnexportError(f"{label}: a {n.op.function} activation is supported only as the output layer")
 
     def _expand(self, name: str, spiking: set[str]) -> list[tuple[str, list[Op]]]:
@@ -140,7 +135,7 @@ class _Structure:
                     node = self.by_name[n]
                     ins = [value(i) for i in node.inputs]
                     if all(v is None for v in ins):
-                        memo[n] = _constant_term(node.op, self.graph.shapes[n])
+                        memo[n] = constant_term(node.op, self.graph.shapes[n])
                     else:
                         ins = [np.zeros((1,) + self.graph.shapes[i], np.float32) if v is None else v
                                for i, v in zip(node.inputs, ins)]
@@ -192,79 +187,6 @@ class _Structure:
                        Neuron(1.0, reset), Settings(), norm, provenance)
 
 
-def _constant_term(op: Op, shape: tuple[int, ...]) -> np.ndarray | None:
-    """op applied to zeros: its bias (or offset) everywhere, or None where it has none."""
-    const = getattr(op, "bias", None) if isinstance(op, (Conv2D, Dense)) else (
-        op.offset if isinstance(op, Affine) else None)
-    if const is None:
-        return None
-    return np.broadcast_to(const.astype(np.float32), (1,) + tuple(shape)).copy()
-
-
-# --- normalization scales ----------------------------------------------------------------------
-
-def _percentile_scales(graph: Graph, st: _Structure, x: np.ndarray, p: float) -> dict[str, float]:
-    """λ per population: the p-th percentile of its nonzero activations (pre-activation for the output);
-    for binary populations the (100 − p)-th percentile of the nonzero |pre-activation| (see above)."""
-    pops = [n for n in st.spiking if isinstance(n.op, Activation)]
-    pre = _OUTPUT_ONLY + BINARY
-    keep = {n.name: (n.inputs[0] if n.op.function in pre else n.name) for n in pops}
-    q = {n.name: 100.0 - p if n.op.function in BINARY else p for n in pops}
-    values: dict[str, list[np.ndarray]] = {k: [] for k in keep}
-    for start in range(0, len(x), 100):
-        acts = graph.run(x[start:start + 100], keep=set(keep.values()))
-        for name, src in keep.items():
-            a = acts[src].ravel()
-            if name != graph.output or graph.node(name).op.function not in _OUTPUT_ONLY:
-                a = np.abs(a)  # sign activations spike both ways; relu values are already >= 0
-            values[name].append(a[a > 0])
-    out = {}
-    for name, chunks in values.items():
-        v = np.concatenate(chunks)
-        if v.size == 0:
-            print(f"snnexport: warning: layer {name!r} is silent on the calibration data; λ = 1", file=sys.stderr)
-            out[name] = 1.0
-        else:
-            out[name] = float(np.percentile(v, q[name]))
-    return out
-
-
-def _op_gain(op: Op) -> float:
-    """An upper bound on max |output| / max |input| (the operator ∞-norm)."""
-    if isinstance(op, Dense):
-        return float(np.abs(op.weight).sum(axis=0).max(initial=0.0))
-    if isinstance(op, Conv2D):
-        return float(np.abs(op.kernel).sum(axis=(0, 1, 2)).max(initial=0.0))
-    if isinstance(op, Affine):
-        return float(np.abs(op.scale).max(initial=0.0))
-    if isinstance(op, Scale):
-        return abs(op.factor)
-    return 1.0  # pooling averages, padding/reshape/embed move values
-
-
-def _bound_scales(st: _Structure) -> dict[str, float]:
-    """λ per population from the weights alone: the largest activation any input in [-1, 1] could cause.
-
-    A binary population's activation is bounded by 1; its input side gets 1/1000 of its
-    pre-activation's bound (a gain of 1000 over the bound: no data tells how small inputs get).
-    """
-    bound = {st.graph.input_name: 1.0}
-    lam = {}
-    for n in st.spiking:
-        if isinstance(n.op, MaxPool):
-            bound[n.name] = bound[n.inputs[0]]
-            continue
-        b = sum(bound[src] * float(np.prod([_op_gain(op) for op in chain])) for src, chain in st.paths[n.name])
-        b += float(np.abs(st.bias[n.name]).max(initial=0.0))
-        if n.op.function == "clip" and n.op.max_value is not None:
-            b = min(b, n.op.max_value)
-        b = b if b > 0 else 1.0
-        binary = n.op.function in BINARY
-        bound[n.name] = 1.0 if binary else b
-        lam[n.name] = b * 1e-3 if binary else b
-    return lam
-
-
 def _fold_chain(chain: list[Op], factor: float, own: set[int]) -> list[Op]:
     """Simplify a projection's op chain exactly and multiply it by ``factor``.
 
@@ -288,7 +210,7 @@ def _fold_chain(chain: list[Op], factor: float, own: set[int]) -> list[Op]:
     if factor == 1.0:
         return out
     for i, op in enumerate(out):  # fold the factor into the first op that has weights
-        field = {Conv2D: "kernel", Dense: "weight", Affine: "scale"}.get(type(op))
+        field = LINEAR.of(op).weight
         if field is None:
             continue
         w = getattr(op, field)

@@ -6,12 +6,14 @@ that maps its source's spikes (or the analog input) to input current of its targ
 semantics every consumer implements are written down in ``docs/semantics.md``.
 
 The file format (``.snn``) is a zip holding ``network.json`` and one ``.npy`` per array, written
-with fixed timestamps so that equal networks give byte-identical files; loading never unpickles.
+with fixed timestamps so that equal networks give byte-identical files. Loading never unpickles, and
+checks the whole file against its schema first (:mod:`snnexport.network_check`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import zipfile
@@ -21,12 +23,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from . import connectivity
 from .errors import SnnexportError
+from .network_check import FORMAT, FORMAT_VERSION, check_document, load_document
+from .network_file import ArrayInfo, check_finite
 from .ops import OP_TYPES, Op, Shape
+from .scriptlib import connectivity
 
-FORMAT = "snnexport-network"
-FORMAT_VERSION = 1
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -152,6 +154,10 @@ class Network:
         self.write_to(buf)
         return buf.getvalue()
 
+    def sha256(self) -> str:
+        """The network's hash: sha256 (hex) of its file's bytes, as :meth:`save` writes them."""
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
     def write_to(self, f: BinaryIO) -> None:
         """Stream the file: arrays go in uncompressed (weights hardly compress), one at a time."""
         arrays: list[np.ndarray] = []
@@ -167,29 +173,23 @@ class Network:
                     np.lib.format.write_array(member, np.ascontiguousarray(a), allow_pickle=False)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Network":
-        try:
-            with zipfile.ZipFile(path) as z:
-                doc = json.loads(z.read("network.json").decode("utf-8"))
-                if doc.get("format") != FORMAT:
-                    raise SnnexportError(f"{path}: not a snnexport network file")
-                if doc.get("version") != FORMAT_VERSION:
-                    raise SnnexportError(f"{path}: network file version {doc.get('version')} is not supported "
-                                         f"(this snnexport reads version {FORMAT_VERSION})")
-                arrays = {n: np.lib.format.read_array(io.BytesIO(z.read(n)), allow_pickle=False)
-                          for n in z.namelist() if n.startswith("arrays/")}
-        except SnnexportError:
-            raise
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError, UnicodeDecodeError) as e:
-            raise SnnexportError(f"{path}: not a readable snnexport network file ({e})") from None
-        return _decode_network(doc, arrays)
+    def load(cls, path: str | Path | BinaryIO) -> "Network":
+        """Read a network file; everything in it is checked (:mod:`snnexport.network_check`) before use."""
+        doc, arrays = load_document(path, _CLASSES)
+        return _decode(doc, arrays)
 
 
 def is_network_file(path: str | Path) -> bool:
+    """Whether ``path`` is meant as a network file: named ``*.snn``, or a zip that holds network.json.
+
+    A damaged ``.snn`` counts, so that its loader, not a model reader, says what is wrong with it.
+    """
+    if Path(path).suffix.lower() == ".snn":
+        return True
     try:
         with zipfile.ZipFile(path) as z:
             return "network.json" in z.namelist()
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         return False
 
 
@@ -218,6 +218,7 @@ def _encode(obj: Any, arrays: list[np.ndarray]) -> Any:
 
 
 def _decode(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """Objects from a document that :func:`~snnexport.network_check.check_document` has passed."""
     if isinstance(obj, list):
         return tuple(_decode(v, arrays) for v in obj)
     if not isinstance(obj, dict):
@@ -238,14 +239,19 @@ def _decode(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
     return cls(**kwargs)
 
 
-def _decode_network(doc: dict, arrays: dict[str, np.ndarray]) -> Network:
-    try:
-        net = _decode(doc, arrays)
-    except (KeyError, TypeError) as e:
-        raise SnnexportError(f"network file is damaged or from another version ({e})") from None
+def check_network(net: Network, where: str = "network") -> None:
+    """Check a network built in code (or loaded) against the file's schema, and every array finite.
+
+    Writers and simulators call this first, so that they may rely on everything it checks.
+    """
     if not isinstance(net, Network):
-        raise SnnexportError("network file holds no network")
-    return net
+        raise SnnexportError(f"{where}: expected a Network, got {type(net).__name__}")
+    found: list[np.ndarray] = []
+    doc = {"format": FORMAT, **_encode(net, found)}
+    infos = {f"arrays/{i}.npy": ArrayInfo(tuple(a.shape), a.dtype) for i, a in enumerate(found)}
+    fields = check_document(doc, infos, _CLASSES, where)
+    for i, a in enumerate(found):
+        check_finite(a, f"{where}: {fields[f'arrays/{i}.npy']}")
 
 
 def networks_equal(a: Network, b: Network) -> bool:

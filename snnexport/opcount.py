@@ -4,7 +4,7 @@ The ANN needs ``Σ_l (2·f_in,l + 1)·n_l`` operations per frame (Eq. 9: a multi
 synapse, one bias add per neuron); the SNN needs one synaptic operation per spike and target
 synapse (Eq. 10: ``Σ_t Σ_l f_out,l · s_l(t)``). Both need the exact number of synapses of every
 neuron, borders and strides included. Those are counted here once, for every consumer, from
-the same synapses :mod:`snnexport.connectivity` expands (zero weights are no synapses); the
+the same synapses :mod:`snnexport.scriptlib.connectivity` expands (zero weights are no synapses); the
 results file (docs/semantics.md) is the same whichever simulator wrote it, so one function
 counts the SNN's operations for all of them.
 
@@ -12,62 +12,166 @@ Counting is exact and cheap: a projection whose op chain holds at most one op th
 neurons (a convolution, dense layer or average pooling; padding, reshapes, concatenation
 slots and per-channel scales only move or scale them) has exactly one path per synapse, so
 its per-neuron fan-in is the chain applied to ones with every weight replaced by ``w != 0``,
-and its fan-out is the transpose of that (one vector-Jacobian product). No synapse list is
-built, which keeps a VGG16 countable. Chains with two mixing ops (paths can merge, weights can
-cancel) are counted from the expanded synapse list of :meth:`Network.synapses`.
+and its fan-out is the transpose of that chain applied to ones. No synapse list is built, which
+keeps a VGG16 countable. Chains with two mixing ops (paths can merge, weights can cancel) are
+counted from the expanded synapse list of :meth:`Network.synapses`.
+
+Each op class registers how it is counted with :func:`counts` (every op kind a projection may
+hold has an entry: tests/test_registries.py). numpy only: ``snnexport info`` imports no JAX.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from . import runtime
+from .scriptlib import runtime
 from .errors import SnnexportError
 from .network import Gate, Network, Projection
-from .ops import AvgPool, Conv2D, Op
-from .simulator import chain
+from .ops import Affine, AvgPool, Conv2D, Dense, Embed, Op, OpTable, Pad, Reshape, Scale
 
-_MIXING = ("conv2d", "dense", "avgpool")
+Shape = tuple[int, ...]
+Map = Callable[[np.ndarray], np.ndarray]
 
 
-def _indicator(op: Op, in_shape: tuple[int, ...]) -> Op:
-    """The op with every weight replaced by 1 where it is non-zero (a synapse) and 0 elsewhere."""
-    if op.kind == "conv2d":
-        return replace(op, kernel=(np.asarray(op.kernel) != 0).astype(np.float32), bias=None)
-    if op.kind == "dense":
-        return replace(op, weight=(np.asarray(op.weight) != 0).astype(np.float32), bias=None)
-    if op.kind == "affine":
-        return replace(op, scale=(np.asarray(op.scale) != 0).astype(np.float32), offset=None)
-    if op.kind == "scale":
-        return replace(op, factor=float(op.factor != 0))
-    if isinstance(op, AvgPool):  # a sum over the real cells of each window: a depthwise conv of ones
-        c = in_shape[-1]
-        return Conv2D(np.ones(tuple(op.pool) + (1, c), np.float32), None, tuple(op.strides),
-                      tuple(map(tuple, op.padding)), (1, 1), c)
-    return op
+@dataclass(frozen=True)
+class Indicator:
+    """An op's synapses as a linear map on (1, *shape) float32 arrays: entry 1 per synapse (weight ≠ 0)."""
+    forward: Map  # (1, *in) → (1, *out): A·x
+    transpose: Map  # (1, *out) → (1, *in): Aᵀ·y
+
+
+@dataclass(frozen=True)
+class Counting:
+    mixing: bool  # connects a neuron to several (at most one such op in a chain counted without synapse lists)
+    indicator: Callable[[Op, Shape], Indicator]
+
+
+COUNTING = OpTable("cannot be part of a projection")
+
+
+def counts(cls: type[Op], *, mixing: bool) -> Callable[[Callable[[Op, Shape], Indicator]], Callable]:
+    """Register the decorated ``f(op, in_shape) -> Indicator`` as how op class ``cls`` is counted."""
+    return COUNTING.add(cls, make=lambda fn: Counting(mixing, fn))
+
+
+def _nonzero(a: np.ndarray) -> np.ndarray:
+    return (np.asarray(a) != 0).astype(np.float32)
+
+
+@counts(Dense, mixing=True)
+def _dense(op: Dense, in_shape: Shape) -> Indicator:
+    m = _nonzero(op.weight)
+    return Indicator(lambda x: np.tensordot(x, m, axes=([x.ndim - 1], [0])),
+                     lambda y: np.tensordot(y, m, axes=([y.ndim - 1], [1])))
+
+
+def _grouped(a: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """(P, g, i) × (i, g, o) → (P, g, o): one product per group (one BLAS call when g = 1)."""
+    if a.shape[1] == 1:
+        return (a[:, 0] @ k[:, 0])[:, None]
+    return np.einsum("pgi,igo->pgo", a, k)
+
+
+def _conv_indicator(k: np.ndarray, strides: tuple[int, int], padding, dilation: tuple[int, int], groups: int,
+                    in_shape: Shape) -> Indicator:
+    """A grouped, strided, dilated, padded convolution with 0/1 kernel ``k`` (kh, kw, cin/groups, cout):
+    one matrix product per kernel cell on strided slices (the adjoint scatters them back)."""
+    (pt, pb), (pl, pr) = padding
+    (sh, sw), (dh, dw) = strides, dilation
+    h, w, cin = in_shape
+    kh, kw, cig, cout = k.shape
+    ho = (h + pt + pb - (kh - 1) * dh - 1) // sh + 1
+    wo = (w + pl + pr - (kw - 1) * dw - 1) // sw + 1
+    g, cog = groups, cout // groups
+    cells = [(np.s_[:, ky * dh:ky * dh + (ho - 1) * sh + 1:sh, kx * dw:kx * dw + (wo - 1) * sw + 1:sw],
+              k[ky, kx].reshape(cig, g, cog)) for ky in range(kh) for kx in range(kw)]
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+        y = np.zeros((ho * wo, g, cog), np.float32)
+        for sl, kk in cells:
+            y += _grouped(xp[sl].reshape(ho * wo, g, cig), kk)
+        return y.reshape(1, ho, wo, cout)
+
+    def transpose(y: np.ndarray) -> np.ndarray:
+        xp = np.zeros((1, h + pt + pb, w + pl + pr, cin), np.float32)
+        y = y.reshape(ho * wo, g, cog)
+        for sl, kk in cells:
+            xp[sl] += _grouped(y, kk.transpose(2, 1, 0)).reshape(1, ho, wo, cin)
+        return xp[:, pt:pt + h, pl:pl + w]
+
+    return Indicator(forward, transpose)
+
+
+@counts(Conv2D, mixing=True)
+def _conv2d(op: Conv2D, in_shape: Shape) -> Indicator:
+    return _conv_indicator(_nonzero(op.kernel), tuple(op.strides), op.padding, tuple(op.dilation), int(op.groups),
+                           in_shape)
+
+
+@counts(AvgPool, mixing=True)
+def _avgpool(op: AvgPool, in_shape: Shape) -> Indicator:
+    """A sum over the real cells of each window: a depthwise convolution of ones."""
+    c = in_shape[-1]
+    return _conv_indicator(np.ones(tuple(op.pool) + (1, c), np.float32), tuple(op.strides), op.padding, (1, 1), c,
+                           in_shape)
+
+
+@counts(Pad, mixing=False)
+def _pad(op: Pad, in_shape: Shape) -> Indicator:
+    (t, b), (l, r) = op.padding
+    h, w = in_shape[0], in_shape[1]
+    return Indicator(lambda x: np.pad(x, ((0, 0), (t, b), (l, r), (0, 0))), lambda y: y[:, t:t + h, l:l + w])
+
+
+@counts(Reshape, mixing=False)
+def _reshape(op: Reshape, in_shape: Shape) -> Indicator:
+    return Indicator(lambda x: x.reshape((1,) + tuple(op.shape)), lambda y: y.reshape((1,) + tuple(in_shape)))
+
+
+@counts(Affine, mixing=False)
+def _affine(op: Affine, in_shape: Shape) -> Indicator:
+    m = _nonzero(op.scale)
+    return Indicator(lambda x: x * m, lambda y: y * m)
+
+
+@counts(Scale, mixing=False)
+def _scale(op: Scale, in_shape: Shape) -> Indicator:
+    f = np.float32(op.factor != 0)
+    return Indicator(lambda x: x * f, lambda y: y * f)
+
+
+@counts(Embed, mixing=False)
+def _embed(op: Embed, in_shape: Shape) -> Indicator:
+    axis = int(op.axis) + 1
+    size = in_shape[axis - 1]
+    pad = [(0, 0)] * (len(in_shape) + 1)
+    pad[axis] = (op.offset, op.total - op.offset - size)
+    keep = tuple(slice(None) if i != axis else slice(op.offset, op.offset + size) for i in range(len(pad)))
+    return Indicator(lambda x: np.pad(x, pad), lambda y: y[keep])
 
 
 def projection_degrees(net: Network, proj: Projection) -> tuple[np.ndarray, np.ndarray]:
     """(fan-in per target neuron, fan-out per source neuron) of one projection, int64, flat."""
     src_shape = tuple(net.shape_of(proj.source))
     n_src, n_tgt = net.size_of(proj.source), net.size_of(proj.target)
-    if sum(op.kind in _MIXING for op in proj.ops) > 1:
+    if sum(COUNTING.of(op).mixing for op in proj.ops) > 1:
         pre, post, _ = net.synapses(proj)
         return (np.bincount(post, minlength=n_tgt).astype(np.int64),
                 np.bincount(pre, minlength=n_src).astype(np.int64))
-    ops, shape = [], src_shape
+    maps, shape = [], src_shape
     for op in proj.ops:
-        ops.append(_indicator(op, shape))
+        maps.append(COUNTING.of(op).indicator(op, shape))
         shape = tuple(op.output_shape(shape))
-    f, arrays, _ = chain(ops, src_shape)
-    params = [jnp.asarray(a) for a in arrays]
-    ones = jnp.ones((1,) + src_shape, jnp.float32)
-    y, vjp = jax.vjp(lambda x: f(params, x), ones)  # linear: y = A·1 (fan-in), Aᵀ·1 (fan-out)
-    (back,) = vjp(jnp.ones_like(y))
+    y = np.ones((1,) + src_shape, np.float32)  # linear: y = A·1 (fan-in), Aᵀ·1 (fan-out)
+    for m in maps:
+        y = m.forward(y)
+    back = np.ones_like(y)
+    for m in reversed(maps):
+        back = m.transpose(back)
     fan_in = np.rint(np.asarray(y, np.float64)).astype(np.int64).reshape(-1)
     fan_out = np.rint(np.asarray(back, np.float64)).astype(np.int64).reshape(-1)
     if fan_in.size != n_tgt or fan_out.size != n_src:
@@ -161,7 +265,19 @@ def snn_ops(net: Network, results: dict[str, np.ndarray], x: np.ndarray | None =
     spiking = sum(per_node.values(), np.zeros(n_samples, np.int64))
     sums = raw.sum(axis=1)
     per_step = raw * np.divide(spiking, sums, out=np.zeros(n_samples), where=sums > 0)[:, None]
+    input_ops, steps_in = _input_ops(net, results, degrees, fo, x, seed)
+    per_step = per_step + steps_in
+    return {"total": spiking + input_ops, "per_node": per_node, "input": input_ops,
+            "per_step": per_step, "ann": ann_ops(net, degrees)}
+
+
+def _input_ops(net: Network, results: dict[str, np.ndarray], degrees: Degrees, fo: dict[str, np.ndarray],
+               x: np.ndarray | None, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The input's operations: per sample (N,) int64, and per sample and step (N, T) float64 (see :func:`snn_ops`)."""
+    sps = np.asarray(results["spikes_per_step"])
+    n_samples, steps = sps.shape[0], sps.shape[1]
     inp = net.input.name
+    steps_in = np.zeros((n_samples, steps))
     if net.input.encoding == "poisson":
         if x is None:
             raise SnnexportError("Poisson input: pass the samples (x) to count the input spikes' operations")
@@ -171,20 +287,15 @@ def snn_ops(net: Network, results: dict[str, np.ndarray], x: np.ndarray | None =
         x = runtime.coerce_samples(x, net.input.shape, "samples")
         if len(x) != n_samples:
             raise SnnexportError(f"{len(x)} samples given for {n_samples} results")
-        steps_in = np.zeros((n_samples, steps))
         for i in range(n_samples):
             u = runtime.poisson_input(x[i], int(seed), i, steps).reshape(steps, -1)
             steps_in[i] = u @ fo[inp].astype(np.float64)
-        input_ops = np.rint(steps_in.sum(axis=1)).astype(np.int64)
-        per_step = per_step + steps_in
-    else:
-        fed = {}
-        for p, (fin, _) in zip(net.projections, degrees):
-            if p.source == inp:
-                fed[p.target] = fed.get(p.target, 0) + 2 * int(fin.sum())
-        cost = sum(v + net.size_of(t) for t, v in fed.items())
-        input_ops = np.full(n_samples, cost, np.int64)
-        if steps:
-            per_step[:, 0] += cost
-    return {"total": spiking + input_ops, "per_node": per_node, "input": input_ops,
-            "per_step": per_step, "ann": ann_ops(net, degrees)}
+        return np.rint(steps_in.sum(axis=1)).astype(np.int64), steps_in
+    fed = {}  # analog input: its synapses' ANN operations, once per sample, in step 1
+    for p, (fin, _) in zip(net.projections, degrees):
+        if p.source == inp:
+            fed[p.target] = fed.get(p.target, 0) + 2 * int(fin.sum())
+    cost = sum(v + net.size_of(t) for t, v in fed.items())
+    if steps:
+        steps_in[:, 0] = cost
+    return np.full(n_samples, cost, np.int64), steps_in

@@ -12,8 +12,9 @@ projection between two spiking populations carries; the constant terms become th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -22,12 +23,41 @@ Shape = tuple[int, ...]
 Pad2 = tuple[tuple[int, int], tuple[int, int]]
 
 OP_TYPES: dict[str, type["Op"]] = {}
+F = TypeVar("F", bound=Callable)
 
 
 def register(cls: type["Op"]) -> type["Op"]:
     """Record an op class under its ``kind`` so that files can name it."""
     OP_TYPES[cls.kind] = cls
     return cls
+
+
+class OpTable(dict):
+    """How one concern (lowering, op counting, normalization, features) handles each op class.
+
+    Entries are added with the decorator ``table.add(Dense, ...)`` (Nengo's ``Builder.register`` is
+    the model); tests/test_registries.py checks that each table covers every op class it must.
+    """
+
+    def __init__(self, missing: str):
+        super().__init__()
+        self.missing = missing  # what an op without an entry is, for the message
+
+    def add(self, *classes: type["Op"], make: Callable[[Any], Any] = lambda fn: fn) -> Callable[[F], F]:
+        """Decorator: ``make(fn)`` becomes the entry of every class given."""
+        def decorate(fn: F) -> F:
+            for cls in classes:
+                self[cls] = make(fn)
+            return fn
+        return decorate
+
+    def of(self, op: "Op") -> Any:
+        """The entry of ``op``'s class."""
+        entry = self.get(type(op))
+        if entry is None:
+            from .errors import SnnexportError
+            raise SnnexportError(f"op {op.kind!r} {self.missing}")
+        return entry
 
 
 @dataclass(eq=False)
@@ -80,6 +110,24 @@ def _windows(x: np.ndarray, pool: tuple[int, int], strides: tuple[int, int],
     return win[:, :: strides[0], :: strides[1], :, :: dilation[0], :: dilation[1]]
 
 
+def _spatial(s: Shape, what: str) -> tuple[int, int, int]:
+    """(height, width, channels) of a spatial op's input; other ranks are refused."""
+    if len(s) != 3:
+        raise ValueError(f"{what} needs a (height, width, channels) input, got shape {tuple(s)}")
+    return s[0], s[1], s[2]
+
+
+def _pool_shape(op: "AvgPool | MaxPool", s: Shape, what: str) -> Shape:
+    """Pooling geometry. Padding must be smaller than the window, so that every window holds a real cell
+    (an all-padding window has no maximum and averages over nothing)."""
+    h, w, c = _spatial(s, what)
+    if any(p >= k for pads, k in zip(op.padding, op.pool) for p in pads):
+        raise ValueError(f"{what} padding {tuple(map(tuple, op.padding))} is not smaller than its window "
+                         f"{tuple(op.pool)}")
+    return (_pooled_size(h, op.padding[0], op.pool[0], op.strides[0]),
+            _pooled_size(w, op.padding[1], op.pool[1], op.strides[1]), c)
+
+
 def _pooled_size(size: int, pad: tuple[int, int], k: int, stride: int, dilation: int = 1) -> int:
     eff = (k - 1) * dilation + 1
     n = size + pad[0] + pad[1] - eff
@@ -102,7 +150,8 @@ class Dense(Op):
 
     def output_shape(self, s: Shape) -> Shape:
         if s[-1] != self.weight.shape[0]:
-            raise ValueError(f"Dense expects {self.weight.shape[0]} inputs, got shape {s}")
+            raise ValueError(f"a dense weight of shape {tuple(self.weight.shape)} needs {self.weight.shape[0]} "
+                             f"values on the input's last axis, got shape {tuple(s)}")
         return s[:-1] + (self.weight.shape[1],)
 
     def linear_part(self) -> "Dense":
@@ -138,10 +187,13 @@ class Conv2D(Op):
         return y + self.bias if self.bias is not None else y
 
     def output_shape(self, s: Shape) -> Shape:
-        h, w, c = s
+        h, w, c = _spatial(s, "a convolution")
         kh, kw, cig, cout = self.kernel.shape
+        if cout % self.groups:
+            raise ValueError(f"a convolution's {cout} output channels do not split into {self.groups} groups")
         if c != cig * self.groups:
-            raise ValueError(f"convolution expects {cig * self.groups} channels, got {c}")
+            raise ValueError(f"a convolution kernel of shape {tuple(self.kernel.shape)} in {self.groups} "
+                             f"group(s) needs {cig * self.groups} input channels, got shape {tuple(s)}")
         return (_pooled_size(h, self.padding[0], kh, self.strides[0], self.dilation[0]),
                 _pooled_size(w, self.padding[1], kw, self.strides[1], self.dilation[1]), cout)
 
@@ -170,9 +222,7 @@ class AvgPool(Op):
         return s / self.divisor(x.shape[1:])[None, :, :, None]
 
     def output_shape(self, s: Shape) -> Shape:
-        h, w, c = s
-        return (_pooled_size(h, self.padding[0], self.pool[0], self.strides[0]),
-                _pooled_size(w, self.padding[1], self.pool[1], self.strides[1]), c)
+        return _pool_shape(self, s, "average pooling")
 
 
 @register
@@ -190,7 +240,7 @@ class MaxPool(Op):
         return _windows(xp, self.pool, self.strides).max(axis=(-1, -2))
 
     def output_shape(self, s: Shape) -> Shape:
-        return AvgPool.output_shape(self, s)  # same geometry
+        return _pool_shape(self, s, "max pooling")
 
 
 @register
@@ -204,8 +254,9 @@ class Pad(Op):
         return np.pad(x, ((0, 0), self.padding[0], self.padding[1], (0, 0)))
 
     def output_shape(self, s: Shape) -> Shape:
+        h, w, c = _spatial(s, "padding")
         (t, b), (l, r) = self.padding
-        return (s[0] + t + b, s[1] + l + r, s[2])
+        return (h + t + b, w + l + r, c)
 
 
 @register
@@ -237,6 +288,9 @@ class Affine(Op):
         return y + self.offset if self.offset is not None else y
 
     def output_shape(self, s: Shape) -> Shape:
+        if tuple(self.scale.shape) != (s[-1],):
+            raise ValueError(f"a per-channel scale of shape {tuple(self.scale.shape)} does not fit an input "
+                             f"of shape {tuple(s)}")
         return s
 
     def linear_part(self) -> "Affine":
@@ -254,6 +308,8 @@ class Concat(Op):
         return np.concatenate(xs, axis=self.axis + 1)
 
     def output_shape(self, *shapes: Shape) -> Shape:
+        if not 0 <= self.axis < len(shapes[0]):
+            raise ValueError(f"concatenation axis {self.axis} is outside shape {tuple(shapes[0])}")
         out = list(shapes[0])
         for s in shapes[1:]:
             if len(s) != len(out) or any(a != b for i, (a, b) in enumerate(zip(s, out)) if i != self.axis):
@@ -280,6 +336,11 @@ class Embed(Op):
         return np.pad(x, pad)
 
     def output_shape(self, s: Shape) -> Shape:
+        if not 0 <= self.axis < len(s):
+            raise ValueError(f"embedding axis {self.axis} is outside shape {tuple(s)}")
+        if self.offset + s[self.axis] > self.total:
+            raise ValueError(f"an input of shape {tuple(s)} at offset {self.offset} does not fit in "
+                             f"{self.total} places along axis {self.axis}")
         out = list(s)
         out[self.axis] = self.total
         return tuple(out)

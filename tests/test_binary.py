@@ -18,7 +18,7 @@ import pytest
 
 import model_zoo
 from script_runner import every_simulator, export_and_run
-from snnexport import runtime
+from snnexport.scriptlib import runtime
 from snnexport.compare import identical_fraction
 from snnexport.convert import convert
 from snnexport.errors import SnnexportError

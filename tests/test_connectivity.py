@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from snnexport import connectivity, ops
+from snnexport import ops
+from snnexport.scriptlib import connectivity
 
 rng = np.random.default_rng(1)
 

@@ -18,9 +18,12 @@ def _k(*shape):
 
 
 def every_op():
-    return [ops.Conv2D(_k(3, 3, 2, 4), None, (2, 1), ((1, 0), (0, 1)), (1, 2), 2), ops.Dense(_k(4, 3)),
-            ops.AvgPool((2, 2), (1, 2), ((0, 1), (1, 0))), ops.Pad(((1, 2), (3, 4))), ops.Reshape((6, 2)),
-            ops.Affine(_k(3)), ops.Embed(2, 1, 5), ops.Scale(0.123456789012345)]
+    """Every projection op with non-default parameters, in a chain (2, 2, 2) → (3,) that fits together."""
+    return [ops.Conv2D(_k(3, 2, 1, 4), None, (2, 1), ((1, 0), (0, 1)), (1, 2), 2),  # → (1, 1, 4)
+            ops.Pad(((1, 2), (3, 4))),  # → (4, 8, 4)
+            ops.AvgPool((2, 2), (1, 2), ((0, 1), (1, 0))),  # → (4, 4, 4)
+            ops.Affine(_k(4)), ops.Reshape((64,)), ops.Dense(_k(64, 2)),  # → (2,)
+            ops.Embed(0, 1, 3), ops.Scale(0.123456789012345)]  # → (3,)
 
 
 def make_network(names=("in", "a", "pool", "out")) -> Network:

@@ -4,7 +4,10 @@ agrees with it, firing rates converge to the ANN, results round-trip, operation 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 import os
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -15,7 +18,8 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import model_zoo  # noqa: E402
 from conftest import BUNDLED_MODEL, BUNDLED_SAMPLES  # noqa: E402
 
-from snnexport import opcount, runtime  # noqa: E402
+from snnexport import opcount  # noqa: E402
+from snnexport.scriptlib import runtime  # noqa: E402
 from snnexport.convert import convert  # noqa: E402
 from snnexport.readers.keras import read_model  # noqa: E402
 from snnexport.network import Gate, InputSpec, Network, Neuron, Population, Projection  # noqa: E402
@@ -218,7 +222,7 @@ def test_results_round_trip_through_the_results_file(tmp_path) -> None:
     path = tmp_path / "results.npz"
     runtime.save_results(path, r, results_meta(net, r, steps=23))
     back = runtime.load_results(path)
-    assert back["meta"]["simulator"] == "snnexport" and back["meta"]["steps"] == 23
+    assert back["meta"]["simulator"] == "reference" and back["meta"]["steps"] == 23
     for k, v in r.items():
         np.testing.assert_array_equal(back[k], v)
         assert back[k].dtype == v.dtype, k
@@ -298,3 +302,79 @@ def test_snn_ops_count_poisson_input_spikes() -> None:
         assert ops["input"][i] == int(u.sum(axis=0) @ fin)
     with pytest.raises(Exception, match="Poisson"):
         opcount.snn_ops(net, r)
+
+
+def test_info_counts_operations_without_jax(tmp_path) -> None:
+    """``snnexport info`` (operation counts included) imports neither JAX nor the simulator."""
+    path = tmp_path / "net.snn"
+    tiny_counted().save(path)
+    probe = ("import atexit, runpy, sys\n"
+             "atexit.register(lambda: print('loaded:', sorted(m for m in ('jax', 'snnexport.simulator') "
+             "if m in sys.modules)))\n"
+             f"sys.argv = ['snnexport', 'info', {str(path)!r}]\n"
+             "runpy.run_module('snnexport', run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "ANN operations per frame (paper Eq. 9): 49" in proc.stdout  # tiny_counted's, by hand above
+    assert proc.stdout.strip().endswith("loaded: []"), proc.stdout
+
+
+# --- the reference simulator's own machinery: batches, tuning overrides, the gate key (from test_semantics) --
+
+def _gated_net(weight: Callable[[tuple[int, ...]], np.ndarray]) -> Network:
+    from test_semantics import dense, network, pop
+    h = pop("h", (2, 4, 3), 1, weight((2, 4, 3)))
+    g = Gate("g", "h", (1, 2, 3), (2, 2), (2, 2), ((0, 0), (0, 0)), 1.0, 1)
+    o = pop("o", (3,), 2, 0.0)
+    return network([h, g, o], [Projection("x", "h", dense(weight((6, 24)), (2, 4, 3))),
+                               Projection("g", "o", dense(weight((6, 3)), None, 6))], "o", (6,))
+
+
+def test_results_are_deterministic_and_independent_of_batch_size() -> None:
+    """Bit for bit, on any CPU: every compiled call has the same rows whatever the batch (simulator.plan)."""
+    rng = np.random.default_rng(5)
+    net = _gated_net(lambda shape: rng.normal(0, 0.5, shape).astype(np.float32))
+    x = rng.uniform(0, 1, (9, 6)).astype(np.float32)
+    first = simulate(net, x, steps=33)
+    for kwargs in ({}, {"batch": 2}, {"batch": 1}, {"batch": 9}):
+        again = simulate(net, x, steps=33, **kwargs)
+        assert first.keys() == again.keys()
+        for k in first:
+            np.testing.assert_array_equal(first[k], again[k], err_msg=f"{k} with {kwargs}")
+    alone = simulate(net, x[4:5], steps=33)  # a sample gives the same result in any company
+    np.testing.assert_array_equal(alone["output_v"][0], first["output_v"][4])
+
+
+def test_group_and_chunk_overrides_change_nothing_but_rounding() -> None:
+    """The tuning overrides change the rows per call, hence possibly the summation order of a matrix
+    product; with weights and inputs whose sums are exact in float32 every order gives the same bits."""
+    rng = np.random.default_rng(5)
+    net = _gated_net(lambda shape: (rng.integers(-16, 17, shape) / 64).astype(np.float32))
+    x = (rng.integers(0, 17, (9, 6)) / 16).astype(np.float32)
+    first = simulate(net, x, steps=33)
+    for kwargs in ({"batch": 9, "group": 9, "chunk_steps": 1}, {"batch": 4, "group": 2, "chunk_steps": 33},
+                   {"group": 1, "chunk_steps": 7}):
+        again = simulate(net, x, steps=33, **kwargs)
+        for k in first:
+            np.testing.assert_array_equal(first[k], again[k], err_msg=f"{k} with {kwargs}")
+
+
+def test_poisson_sample_indices_run_on_across_batches() -> None:
+    """Sample i draws runtime.poisson_input(x_i, seed, i, T) whichever batch it falls in."""
+    from test_semantics import dense, network, pop
+    T, seed, n = 25, 3, 5
+    net = network([pop("out", (n,), 1, 0.0)], [Projection("x", "out", dense(np.eye(n)))], "out", (n,),
+                  encoding="poisson")
+    x = np.random.default_rng(0).uniform(-0.2, 1.2, (7, n)).astype(np.float32)
+    r = simulate(net, x, steps=T, seed=seed, batch=3)
+    for i in range(len(x)):
+        np.testing.assert_array_equal(r["output_steps"][i], runtime.poisson_input(x[i], seed, i, T))
+
+
+def test_gate_tie_break_holds_beyond_the_exact_single_key() -> None:
+    """At T·(T+1) >= 2**24 the simulator compares (count, since) pairs instead of one float32 key."""
+    from test_semantics import tie_net
+    T = 4100
+    for first in ("a", "b"):
+        r = simulate(*tie_net(first), steps=T)
+        assert r["gate_counts_0"][0, 0] == T // 2, first

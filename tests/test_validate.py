@@ -14,17 +14,19 @@ import numpy as np
 import pytest
 
 import model_zoo
+from conftest import needs
 from snnexport import compare, validate, writers
+from snnexport.errors import FeatureRefused
 from snnexport.writers.base import Rendered, Writer
 
 STEPS = 20
 SAMPLES = 12
-EXPORTED = ("brian2", "pynn", "nest", "nengo")
+EXPORTED = tuple(writers.runnable())
 
 
 def _installed_exported() -> list[str]:
-    """Exported simulators runnable here: writer present and simulator installed."""
-    return [s for s in EXPORTED if s in writers.available() and not validate.missing_modules(s)]
+    """Exported simulators runnable here: simulator installed."""
+    return [s for s in EXPORTED if not writers.missing_modules(s)]
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +115,7 @@ def test_an_unknown_simulator_is_a_column_and_the_page_is_complete(full):
     assert report["simulators"]["bogus"]["status"] == "unknown"
     assert "bogus" in report["simulators"]["bogus"]["message"]
     page = (report_dir / "report.html").read_text(encoding="utf-8")
-    assert "unknown simulator &#x27;bogus&#x27;" in page
+    assert "unknown simulator &#39;bogus&#39;" in page
     assert page.count("data:image/png;base64,") >= 3  # scatter, error vs steps, agreement
     assert "<script" not in page  # self-contained and inert
     assert not list(report_dir.glob("results/*.npz"))  # removed without --keep-results
@@ -135,6 +137,7 @@ class BrokenWriter(Writer):
     """A writer whose script dies with a message on stderr, as a simulator crash would."""
     name = "broken"
     summary = "a script that fails"
+    runnable = True
 
     def check(self, net):
         return ["everything (on purpose)"]
@@ -179,7 +182,7 @@ def test_names_are_escaped_in_the_page(tmp_path):
     assert code == 0
     page = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
-    assert "a&amp;b $x$ &quot;q&quot;" in page
+    assert "a&amp;b $x$ &#34;q&#34;" in page
     assert "&lt;b&gt;title&lt;/b&gt;" in page and "<b>title" not in page
     report = json.loads((tmp_path / "rep" / "report.json").read_text(encoding="utf-8"))
     assert set(names) <= set(report["simulators"]["reference"]["layers"])  # JSON keeps the real names
@@ -233,3 +236,78 @@ def test_reuse_results_skips_a_run_of_the_same_network_and_samples(lenet, tmp_pa
     assert again["simulators"]["reference"]["layers"] == first["simulators"]["reference"]["layers"]
     other = _validate(model, data, tmp_path / "rep", *args, "--percentile", "99")  # another network
     assert not other["simulators"]["reference"]["meta"].get("reused")
+
+
+# --- refusals --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sign_model(tmp_path_factory):
+    """The zoo's binary model with sign activations (negative spikes) as a .keras file, and samples."""
+    d = tmp_path_factory.mktemp("sign")
+    model = model_zoo.build_binary("sign")
+    model.save(d / "sign.keras")
+    np.save(d / "x.npy", model_zoo.sample_input(model, 8, seed=2))
+    return d / "sign.keras", d / "x.npy"
+
+
+def test_nest_refuses_sign_neurons_with_reset_to_zero_by_type(sign_model):
+    from snnexport.convert import convert
+    from snnexport.readers import read_model
+    model, x = sign_model
+    net = convert(read_model(model), np.load(x), reset="zero")
+    for name in ("nest", "pynn"):
+        with pytest.raises(FeatureRefused, match="cannot be expressed on NEST") as refused:
+            writers.get(name).check(net)
+        assert refused.value.writer == name and "negative_spikes" in refused.value.feature
+
+
+def _column_says(report_dir, report, sim: str, status: str) -> None:
+    """The simulator's column says ``status`` in the JSON and on the page; the reference still ran."""
+    assert report["simulators"][sim]["status"] == status, report["simulators"][sim]["message"]
+    assert report["summary"]["simulators_not_ok"] == {sim: status}
+    assert report["simulators"]["reference"]["status"] == "ok"
+    page = (report_dir / "report.html").read_text(encoding="utf-8")
+    assert f"<span class='miss'>{status}</span>" in page
+
+
+@needs("nest")
+def test_a_network_nest_refuses_is_reported_as_refused(sign_model, tmp_path):
+    model, x = sign_model
+    assert validate.validate_main([str(model), "--calibration", str(x), "--data", str(x), "--steps", "10",
+                                   "--reset", "zero", "--sim", "reference,nest", "--report", str(tmp_path / "rep"),
+                                   "--quiet"]) == 0
+    report = json.loads((tmp_path / "rep" / "report.json").read_text(encoding="utf-8"))
+    _column_says(tmp_path / "rep", report, "nest", "refused")
+    assert "cannot be expressed on NEST" in report["simulators"]["nest"]["message"]
+
+
+class RefusingWriter(Writer):
+    """A runnable writer whose capability table refuses every feature."""
+    name = "refusing"
+    summary = "refuses everything"
+    runnable = True
+
+    def render(self, net, options):
+        raise AssertionError("a refused network must never be rendered")
+
+
+class GhostWriter(Writer):
+    """A runnable writer whose simulator is not installed anywhere."""
+    name = "ghost"
+    summary = "needs a simulator nobody has"
+    runnable = True
+    module = "snnexport_ghost_simulator"
+    requires = ("snnexport_ghost_simulator",)
+    extra = "ghost"
+
+
+@pytest.mark.parametrize("sim, status, message", [
+    ("refusing", "refused", "the refusing writer cannot express"),
+    ("ghost", "not installed", "snnexport_ghost_simulator not installed (pip install 'snnexport[ghost]')")])
+def test_a_writer_that_cannot_run_here_is_a_column_that_says_why(lenet, tmp_path, monkeypatch, sim, status, message):
+    monkeypatch.setitem(writers.BUILTIN, sim, f"{__name__}:{sim.capitalize()}Writer")
+    assert sim in validate.options.default_simulators()  # the registry is the one list
+    model, data = lenet
+    report = _validate(model, data, tmp_path / "rep", "--sim", f"reference,{sim}")
+    _column_says(tmp_path / "rep", report, sim, status)
+    assert message in report["simulators"][sim]["message"]

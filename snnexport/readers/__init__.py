@@ -1,7 +1,8 @@
 """Model readers: a trained network file → an ANN :class:`~snnexport.graph.Graph`.
 
-One module per format. Each reader refuses what it cannot convert with one line and never runs
-code that a model file brings. :func:`read_model` picks the reader from the file name.
+One module per format (its helpers beside it: keras.py uses keras_config.py and keras_graph.py).
+Each reader refuses what it cannot convert with one line and never runs code that a model file
+brings. :func:`read_model` picks the reader from the file name.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ State variables are float32, like the reference simulator's, and the analog inpu
 in float32 in kernel order, as the reference's (XLA) convolution sums it: on the bundled LeNet the
 scripts then reproduce the reference's spike counts for all of 20 MNIST samples at 100 steps
 (``benchmarks/brian2_build.py`` measures it). Not offered: Brian2's ``cpp_standalone`` device,
-which cannot run the ``network_operation``s that make the gates and the spiking softmax exact.
+which cannot run the ``network_operation``s that make the gates exact.
 """
 
 from __future__ import annotations
@@ -30,7 +30,11 @@ class Brian2Writer(ScriptWriter):
     summary = "a Brian2 script (NeuronGroup/Synapses, runtime code generation with numpy)"
     template = "brian2.py.j2"
     simulator = "Brian2"
-    package = "brian2"
+    runnable = True
+    module = "brian2"
+    requires = ("brian2",)
+    extra = "brian2"
+    distribution = "brian2"
     capabilities = {
         "reset_subtract": (NATIVE, 'reset="v -= theta"'),
         "reset_zero": (NATIVE, 'reset="v = 0"; input that arrived in the step waits in I_syn, so a reset '
@@ -52,8 +56,8 @@ class Brian2Writer(ScriptWriter):
                                  "and sets the threshold flag of a relay NeuronGroup"),
         "readout_count": (NATIVE, "SpikeMonitor of the output group; ties by membrane potential"),
         "readout_membrane": (NATIVE, "output group without threshold; argmax of v"),
-        "readout_softmax": (NATIVE, "a network_operation draws the spiking softmax each step (shared seeded "
-                                    "draws); the output group fires on its flag"),
+        "readout_softmax": (NATIVE, "output group without threshold; a StateMonitor records v after each step's "
+                                    "integration and runtime.softmax_readout draws the spikes (shared seeded draws)"),
         "clamp": (NATIVE, "integration gated by t_in_timesteps >= clamp_steps"),
         "negative_spikes": (NATIVE, "custom event 'negative_spike' (v <= -theta) with its own reset, "
                                     "EventMonitor and a Synapses pathway that subtracts w"),

@@ -8,7 +8,8 @@ What the script does in Nengo's own terms (template ``templates/nengo.py.j2``):
 * the simulator runs with ``dt = 1`` so that a spike (amplitude / dt) is one event of weight 1;
 * projections are connections into ``ensemble.neurons``: ``nengo.Convolution`` for a single
   convolution Nengo can pad, ``nengo.Dense`` for dense layers, a depthwise ``nengo.Convolution``
-  for unpadded average pooling, ``nengo.transforms.Sparse`` from the expanded synapses otherwise;
+  for unpadded average pooling (the script's ``NATIVE_TRANSFORMS``, keyed by op kind and checked to
+  cover every op kind), ``nengo.transforms.Sparse`` from the expanded synapses otherwise;
   a concatenation or addition is several connections into one target;
 * the one-step delay per population is the discrete pass-through filter ``LinearFilter([1], [1],
   analog=False)``, which Nengo applies as an update at the end of the step;
@@ -27,7 +28,11 @@ class NengoWriter(ScriptWriter):
     summary = "Nengo 4 script: exact custom IF neurons, nengo.Convolution/Dense/Sparse transforms, one-step synapses"
     template = "nengo.py.j2"
     simulator = "Nengo"
-    package = "nengo"
+    runnable = True
+    module = "nengo"
+    requires = ("nengo",)
+    extra = "nengo"
+    distribution = "nengo"
     capabilities = {
         "reset_subtract": (NATIVE, "custom NeuronType IntegrateAndFire: V -= threshold after a spike"),
         "reset_zero": (NATIVE, "custom NeuronType IntegrateAndFire: V = 0 after a spike"),
@@ -48,7 +53,7 @@ class NengoWriter(ScriptWriter):
         "readout_count": (NATIVE, "probed output spikes"),
         "readout_membrane": (NATIVE, "output neurons only integrate (fire=False); probed voltage"),
         "readout_softmax": (NATIVE, "output neurons only integrate; spikes drawn from softmax of the probed "
-                                    "voltage with runtime.softmax_draws"),
+                                    "voltage with runtime.softmax_readout"),
         "clamp": (NATIVE, "IntegrateAndFire.hold_steps = clamp x depth, read from Nengo's step counter"),
         "negative_spikes": (NATIVE, "IntegrateAndFire(sign=True) emits -1 where V <= -threshold"),
     }

@@ -23,18 +23,15 @@ Everything here was measured on NEST 3.10 (see the tests and ``benchmarks/nest_b
 * **Max-pooling gates.** NEST has no gate. A gate is computed in numpy from its source's recorded
   spikes once the source has run all its T steps of the sample, and its output spikes are replayed
   by one ``spike_generator`` per gate cell into the real synapses. Everything downstream of a gate
-  therefore runs T steps later inside the sample's NEST time (``schedule`` below); a synapse from a
-  source that runs ``lag`` steps earlier than its target gets ``lag`` more steps of delay, so every
-  population still sees each input exactly one step after it was emitted.
+  therefore runs T steps later inside the sample's NEST time; a synapse from a source that runs
+  ``lag`` steps earlier than its target gets ``lag`` more steps of delay, so every population still
+  sees each input exactly one step after it was emitted.
 
-The functions listed in ``SCRIPT_HELPERS`` are plain numpy and are embedded verbatim in the scripts.
+The script side of this (``schedule``, ``timeline``, the gates computed in numpy) is
+:mod:`snnexport.scriptlib.nest_schedule`, embedded in the scripts.
 """
 
 from __future__ import annotations
-
-import inspect
-
-import numpy as np
 
 from .base import NATIVE
 
@@ -82,135 +79,18 @@ def capabilities(connect: str) -> dict[str, tuple[str, str]]:
         "readout_count": (NATIVE, "spike_recorder on the output; ties by V_m from a multimeter"),
         "readout_membrane": (NATIVE, "output threshold 1e300 (never fires), V_m from a multimeter"),
         "readout_softmax": (NATIVE, "non-firing output, V_m of every step from a multimeter, seeded draws "
-                                    "(runtime.softmax_draws)"),
+                                    "(runtime.softmax_readout)"),
         "clamp": (NATIVE, "each population is held far below threshold until its clamp ends, then set to V = 0"),
         "negative_spikes": (NATIVE, "a sign population is two populations holding V and -V that reset each "
                                     "other through one-step synapses of weight V_th (reset by subtraction only)"),
     }
 
 
-def check_network(net) -> None:
-    """Combinations the NEST mapping cannot express exactly (single features are in the capability table)."""
-    from ..errors import SnnexportError
+def check_network(net, writer: str = "nest") -> None:
+    """Combinations the NEST mapping cannot express exactly (single features are in the capability table);
+    ``writer`` names the refusing writer in the FeatureRefused raised."""
+    from ..errors import FeatureRefused
     if net.neuron.reset == "zero" and any(p.activation == "sign" for p in net.populations):
-        raise SnnexportError("negative spikes with reset to zero cannot be expressed on NEST: the two "
+        raise FeatureRefused(writer, "negative_spikes + reset_zero",
+                             "negative spikes with reset to zero cannot be expressed on NEST: the two "
                              "half-populations of a sign neuron can only reset each other by subtraction")
-
-
-# --- helpers embedded in the scripts (numpy only) -------------------------------------------------------
-
-def schedule(populations, gates, projections, input_name, steps, clamp, replay=0):
-    """When each node of the network runs inside one sample's NEST time, in whole steps.
-
-    Population P runs its steps t = 1..T at NEST steps t + 1 + lag[P] of the sample; until then
-    it is held far below threshold (or frozen, see timeline), and after them it is held again.
-    A source S (the input, a population or a gate) emits the spikes meant for its targets' step
-    t + 1 at NEST step t + 1 + lag[S] (Poisson input spikes of step t count as meant for step t),
-    so the synapses of a projection get a delay of 1 + lag[target] - lag[source] steps. A gate is
-    computed once its source has run all T steps, so it runs T steps later than the population it
-    pools. ``replay`` is the number of steps a spike source needs to pass a spike on (1 for PyNN's
-    SpikeSourceArray on NEST: a parrot neuron relays it), and delays the input and the gates by as
-    much.
-    """
-    gate = {g["name"]: g for g in gates}
-    incoming = {}
-    for j, p in enumerate(projections):
-        incoming.setdefault(p["target"], []).append(j)
-    lag = {input_name: replay}
-
-    def lag_of(name):
-        if name not in lag:
-            if name in gate:
-                src = gate[name]["source"]
-                lag[name] = lag_of(src) + (0 if src in gate else steps + replay)
-            else:
-                lag[name] = max([lag_of(projections[j]["source"]) for j in incoming.get(name, [])] or [0])
-        return lag[name]
-
-    for node in populations + gates:
-        lag_of(node["name"])
-    release = {p["name"]: 1 + lag[p["name"]] + clamp * p["depth"] for p in populations}
-    delay = [1 + lag[p["target"]] - lag[p["source"]] for p in projections]
-    length = steps + 2 + max(lag[p["name"]] for p in populations)  # + 1: the multimeter logs one step late
-    return {"lag": lag, "release": release, "delay": delay, "length": length}
-
-
-def timeline(plan, populations, roots, output, steps):
-    """What a script does between chunks of one sample's NEST time: sorted [(step, [(action, name)])].
-
-    After NEST step k of the sample, for a population P: "wake" unfreezes P one step before its
-    input can first arrive (NEST skips frozen neurons, and most of a sample P has nothing to do;
-    the one held step refreshes its input current); "release" sets V = 0 right before P's first
-    step (or after its clamp); "gates" computes the gates on P once P has run all its steps;
-    "retire" holds P after its last step, so that it sends nothing more; "sleep" freezes P once the
-    last spikes sent to it have arrived. The output stays awake: its membrane potential is logged.
-    """
-    lag, length = plan["lag"], plan["length"]
-    acts = {length: []}
-
-    def at(k, what, name):
-        if 0 < k < length:
-            acts.setdefault(k, []).append((what, name))
-
-    for p in populations:
-        name = p["name"]
-        at(lag[name], "wake", name)
-        if plan["release"][name] <= steps + lag[name]:  # a population clamped for all T steps never runs
-            at(plan["release"][name], "release", name)
-        at(steps + 1 + lag[name], "retire", name)
-        if name != output:
-            at(steps + 2 + lag[name], "sleep", name)
-    for root in sorted(set(roots.values())):
-        at(steps + 1 + lag[root], "gates", root)
-    order = {"gates": 0, "retire": 1, "sleep": 2, "wake": 3, "release": 4}
-    return [(k, sorted(acts[k], key=lambda a: order[a[0]])) for k in sorted(acts)]
-
-
-def gate_roots(gates):
-    """gate name → the population whose spikes it finally pools (through gates on gates)."""
-    by_name = {g["name"]: g for g in gates}
-    roots = {}
-    for g in gates:
-        src = g["source"]
-        while src in by_name:
-            src = by_name[src]["source"]
-        roots[g["name"]] = src
-    return roots
-
-
-def spike_steps(senders, times, first_id, origin, lag, steps):
-    """(neuron index, step t) of recorded spikes that fall into steps 1..T of this sample."""
-    t = np.rint(np.asarray(times, np.float64) - origin).astype(np.int64) - 1 - lag
-    keep = (t >= 1) & (t <= steps)
-    return np.asarray(senders, np.int64)[keep] - first_id, t[keep]
-
-
-def spike_raster(index, t, size, steps, sign=1):
-    """(T, size) int8 spikes from (neuron index, step) pairs; sign = -1 for the negative half of a sign population."""
-    r = np.zeros((steps, size), np.int8)
-    r[t - 1, index] = sign
-    return r
-
-
-def gate_outputs(gates, rasters, shape_of):
-    """Spikes passed by each gate in every step: (T, cells) arrays from (T, n) source rasters.
-
-    ``rasters`` maps population names to their spikes of this sample; gates on gates use the
-    inner gate's output. The winner of a window is the cell with the largest count so far (this
-    step included), on ties the one that reached it first, then the first cell (runtime.gate_pass).
-    """
-    out = {}
-    for g in gates:
-        spikes = out[g["source"]] if g["source"] in out else rasters[g["source"]]
-        windows = gate_windows(shape_of(g["source"]), g["pool"], g["strides"], g["padding"])
-        counts = np.cumsum(spikes, axis=0, dtype=np.int32)
-        out[g["name"]] = gate_pass(windows, counts, last_change(spikes), spikes).astype(np.int8)
-    return out
-
-
-SCRIPT_HELPERS = (schedule, timeline, gate_roots, spike_steps, spike_raster, gate_outputs)
-
-
-def helpers_source() -> str:
-    """The source of the script-side helpers, to embed in an exported script."""
-    return "\n\n".join(inspect.getsource(f).rstrip() + "\n" for f in SCRIPT_HELPERS)

@@ -14,4 +14,5 @@ class NetworkWriter(Writer):
     capabilities = {f: (NATIVE, "stored as described") for f in FEATURES}
 
     def render(self, net: Network, options: WriteOptions) -> Rendered:
+        self.check(net)  # a file that would be refused on load is never written
         return Rendered(net.write_to)  # streamed: a big model's weights are never copied into memory

@@ -22,13 +22,18 @@ class PyNNWriter(ScriptWriter):
     summary = "PyNN script, exact on pyNN.nest (native eprop_iaf); IF_curr_delta fallback on other back ends"
     template = "pynn.py.j2"
     simulator = "PyNN"
-    package = "PyNN"
+    runnable = True
+    module = "pyNN"
+    requires = ("pyNN", "nest")  # its scripts run on pyNN.nest
+    extra = "nest"
+    distribution = "pyNN"
+    scriptlib = ScriptWriter.scriptlib + ("nest_schedule",)
     capabilities = nest_common.capabilities(
         "built with one array nest.Connect per projection through the PyNN populations' node collections "
         "(PyNN Projections with FromListConnector under --pynn-projections or other back ends)")
 
     def check(self, net: Network) -> list[str]:
-        nest_common.check_network(net)
+        nest_common.check_network(net, self.name)
         return super().check(net)
 
     def context(self, net: Network, options: WriteOptions) -> dict[str, object]:

@@ -1,8 +1,8 @@
 """Synapse lists (pre, post, weight) from the linear ops of a projection, vectorized with numpy.
 
-This module is deliberately self-contained (numpy only, ops given as plain ``(kind, params)``
-pairs): the writers embed its source verbatim in every exported script, so the package and
-the scripts expand kernels into synapses with the same code. Indices are flat C-order indices of
+Ops come as plain ``(kind, params)`` pairs and the module uses numpy only (see
+:mod:`snnexport.scriptlib`): the writers embed it in every exported script, so the package and the
+scripts expand kernels into synapses with the same code. Indices are flat C-order indices of
 the channels-last tensors, so a Flatten or Reshape maps neuron i to neuron i and needs no synapses.
 """
 
@@ -101,6 +101,8 @@ def reshape(in_shape, shape):
     return None, tuple(shape)  # flat indices are unchanged: no synapses needed
 
 
+# op kind → its expander (in_shape, **params) → (synapses or None, out_shape): every linear op a projection
+# may carry (tests/test_scriptlib.py checks this against snnexport.ops)
 EXPANDERS = {"conv2d": conv2d, "dense": dense, "avgpool": avgpool, "pad": pad,
              "embed": embed, "affine": affine, "scale": scale, "reshape": reshape}
 _IGNORED = ("bias",)  # constant terms live in the target population's bias, not in synapses

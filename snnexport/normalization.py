@@ -1,0 +1,139 @@
+"""Weight normalization (paper §2.2.2): a scale λ per population, and what each linear op contributes.
+
+λ comes from calibration data (:func:`percentile_scales`: the p-th percentile of a population's
+nonzero ANN activations) or, without data, from the weights alone (:func:`bound_scales`: the
+largest activation any input in [-1, 1] could cause). Binary activations (sign, heaviside) have
+activations of magnitude 1 and no scale to normalize: their populations get λ = 1 on the output
+side, and on the input side a gain, 1 / the (100 − p)-th percentile of their nonzero
+|pre-activation|, so that all but that fraction of the pre-activations drive the neuron beyond
+one spike per step: its rate is then the step function itself, not the clipped ramp.
+
+What conversion needs to know of each linear op class is registered with :func:`normalizes`
+(:data:`LINEAR`, covering every linear op: tests/test_registries.py): its gain (an upper bound on
+max |output| / max |input|), the field holding its constant term (which becomes bias), and the
+weight field that a projection's normalization factor is folded into.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .graph import Graph, Node
+from .ops import (Activation, Add, Affine, AvgPool, Concat, Conv2D, Dense, Embed, MaxPool, Op, OpTable, Pad,
+                  Reshape, Scale)
+
+OUTPUT_ONLY = ("softmax", "linear")
+BINARY = ("sign", "heaviside")
+
+Gain = Callable[[Op], float]
+
+
+@dataclass(frozen=True)
+class Linear:
+    """What conversion needs to know of a linear op class."""
+    gain: Gain | None  # bound on max |output| / max |input|; None: never inside a chain (conversion expands it)
+    weight: str | None = None  # the array field a normalization factor is folded into (None: no weights)
+    constant: str | None = None  # the field holding its constant term (bias or offset), or None
+
+
+LINEAR = OpTable("is not a linear op that conversion knows")
+
+
+def normalizes(cls: type[Op], *, weight: str | None = None, constant: str | None = None
+               ) -> Callable[[Gain], Gain]:
+    """Register the decorated gain function, and the named fields, for op class ``cls``."""
+    return LINEAR.add(cls, make=lambda gain: Linear(gain, weight, constant))
+
+
+@normalizes(Dense, weight="weight", constant="bias")
+def _dense_gain(op: Dense) -> float:
+    return float(np.abs(op.weight).sum(axis=0).max(initial=0.0))
+
+
+@normalizes(Conv2D, weight="kernel", constant="bias")
+def _conv2d_gain(op: Conv2D) -> float:
+    return float(np.abs(op.kernel).sum(axis=(0, 1, 2)).max(initial=0.0))
+
+
+@normalizes(Affine, weight="scale", constant="offset")
+def _affine_gain(op: Affine) -> float:
+    return float(np.abs(op.scale).max(initial=0.0))
+
+
+@normalizes(Scale)
+def _scale_gain(op: Scale) -> float:
+    return abs(op.factor)
+
+
+def _moves(op: Op) -> float:
+    return 1.0  # pooling averages, padding/reshape/embed move values
+
+
+for _cls in (AvgPool, Pad, Reshape, Embed):
+    normalizes(_cls)(_moves)
+for _cls in (Concat, Add):  # split into Embed ops and parallel projections (convert._Structure._expand)
+    LINEAR[_cls] = Linear(None)
+
+
+def constant_term(op: Op, shape: tuple[int, ...]) -> np.ndarray | None:
+    """op applied to zeros: its bias (or offset) everywhere, or None where it has none."""
+    field = LINEAR.of(op).constant
+    const = None if field is None else getattr(op, field)
+    if const is None:
+        return None
+    return np.broadcast_to(const.astype(np.float32), (1,) + tuple(shape)).copy()
+
+
+def percentile_scales(graph: Graph, spiking: list[Node], x: np.ndarray, p: float) -> dict[str, float]:
+    """λ per population: the p-th percentile of its nonzero activations (pre-activation for the output);
+    for binary populations the (100 − p)-th percentile of the nonzero |pre-activation| (module docstring)."""
+    pops = [n for n in spiking if isinstance(n.op, Activation)]
+    pre = OUTPUT_ONLY + BINARY
+    keep = {n.name: (n.inputs[0] if n.op.function in pre else n.name) for n in pops}
+    q = {n.name: 100.0 - p if n.op.function in BINARY else p for n in pops}
+    values: dict[str, list[np.ndarray]] = {k: [] for k in keep}
+    for start in range(0, len(x), 100):
+        acts = graph.run(x[start:start + 100], keep=set(keep.values()))
+        for name, src in keep.items():
+            a = acts[src].ravel()
+            if name != graph.output or graph.node(name).op.function not in OUTPUT_ONLY:
+                a = np.abs(a)  # sign activations spike both ways; relu values are already >= 0
+            values[name].append(a[a > 0])
+    out = {}
+    for name, chunks in values.items():
+        v = np.concatenate(chunks)
+        if v.size == 0:
+            print(f"snnexport: warning: layer {name!r} is silent on the calibration data; λ = 1", file=sys.stderr)
+            out[name] = 1.0
+        else:
+            out[name] = float(np.percentile(v, q[name]))
+    return out
+
+
+def bound_scales(input_name: str, spiking: list[Node], paths: dict[str, list[tuple[str, list[Op]]]],
+                 bias: dict[str, np.ndarray]) -> dict[str, float]:
+    """λ per population from the weights alone: the largest activation any input in [-1, 1] could cause.
+
+    ``paths`` are each population's (source, chain of linear ops) and ``bias`` its constant input.
+    A binary population's activation is bounded by 1; its input side gets 1/1000 of its
+    pre-activation's bound (a gain of 1000 over the bound: no data tells how small inputs get).
+    """
+    bound = {input_name: 1.0}
+    lam = {}
+    for n in spiking:
+        if isinstance(n.op, MaxPool):
+            bound[n.name] = bound[n.inputs[0]]
+            continue
+        b = sum(bound[src] * float(np.prod([LINEAR.of(op).gain(op) for op in chain])) for src, chain in paths[n.name])
+        b += float(np.abs(bias[n.name]).max(initial=0.0))
+        if n.op.function == "clip" and n.op.max_value is not None:
+            b = min(b, n.op.max_value)
+        b = b if b > 0 else 1.0
+        binary = n.op.function in BINARY
+        bound[n.name] = 1.0 if binary else b
+        lam[n.name] = b * 1e-3 if binary else b
+    return lam

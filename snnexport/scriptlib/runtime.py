@@ -1,0 +1,484 @@
+"""What every simulation of a converted network does the same way, whichever simulator runs it.
+
+The writers embed this module in every exported script and snnexport imports it (the rules are in
+:mod:`snnexport.scriptlib`), so inputs, random draws, max-pool gating, the readout, the results file
+and its ``meta`` (docs/semantics.md) exist once.
+"""
+
+import argparse
+import base64
+import hashlib
+import io
+import json
+import os
+import sys
+import zlib
+
+import numpy as np
+
+RESULTS_VERSION = 1
+
+
+# --- embedded and external data ------------------------------------------------------------------
+
+def pack_arrays(arrays):
+    """Arrays → (bytes of an uncompressed npz, sha256). Deterministic: fixed zip timestamps."""
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for key in sorted(arrays):
+            npy = io.BytesIO()
+            np.lib.format.write_array(npy, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+            z.writestr(zipfile.ZipInfo(key + ".npy", (1980, 1, 1, 0, 0, 0)), npy.getvalue())
+    raw = buf.getvalue()
+    return raw, hashlib.sha256(raw).hexdigest()
+
+
+def encode_blob(raw):
+    """npz bytes → base64 text of their zlib compression, in lines of 100 characters."""
+    text = base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
+    return "\n".join(text[i:i + 100] for i in range(0, len(text), 100))
+
+
+def _open_npz(raw, sha256, where):
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        sys.exit(f"error: {where} does not match this script (sha256 differs); export the network again")
+    with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def decode_blob(text, sha256):
+    """The arrays embedded in a script by :func:`encode_blob`, checked against their hash."""
+    raw = zlib.decompress(base64.b64decode("".join(text.split())))
+    return _open_npz(raw, sha256, "the embedded network data")
+
+
+def load_beside(script_file, filename, sha256):
+    """The arrays of ``filename`` next to the script (for networks too large to embed)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(script_file)), filename)
+    if not os.path.exists(path):
+        sys.exit(f"error: {filename} must lie beside this script ({path} is missing)")
+    with open(path, "rb") as f:
+        return _open_npz(f.read(), sha256, path)
+
+
+# --- command line and inputs ---------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block), exit status 2 as argparse's own."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# dest → (lowest, highest allowed or None): the integer options every script takes. --steps stays below
+# 2**24, where float32 step counters stop being exact; --seed within what numpy and Nengo seed with.
+_RANGES = {"limit": (1, None), "steps": (1, 2 ** 24 - 1), "seed": (0, 2 ** 32 - 1), "batch": (1, None)}
+
+
+def parse_args(description, steps, seed, extra=None, own_files=()):
+    """The options every exported script takes, checked: one line and exit 2 for a value out of range.
+
+    ``extra``: (flags, argparse keywords) of a simulator's own options; ``range=(low, high or None)``
+    among the keywords makes it an integer option checked like --steps. ``own_files``: the script and
+    its data, which --out must not replace (nor the --input file).
+    """
+    p = _Parser(description=description)
+    p.add_argument("--input", help="samples (.npy: one sample or a batch; .npz: 'x' and optional 'y'); "
+                                   "default: the samples bundled in this script")
+    p.add_argument("-n", "--limit", type=int, default=None, help="simulate only the first N samples")
+    p.add_argument("--steps", type=int, default=steps, help=f"time steps per sample (default {steps})")
+    p.add_argument("--seed", type=int, default=seed, help="seed for Poisson input and spiking softmax")
+    p.add_argument("--readout", choices=("count", "membrane", "softmax"), default=None,
+                   help="how the output is read (default: as exported)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="samples simulated at once, as independent copies of the network in one simulator "
+                        "network (default: as many as keep the synapses in memory bounded; results do not "
+                        "depend on it)")
+    p.add_argument("--out", help="write the results (.npz, the same layout for every simulator)")
+    p.add_argument("--quiet", action="store_true", help="print only the summary")
+    ranges = dict(_RANGES)
+    for flags, kwargs in (extra or []):
+        kwargs = dict(kwargs)
+        bounds = kwargs.pop("range", None)
+        action = p.add_argument(*flags, **kwargs)
+        if bounds is not None:
+            ranges[action.dest] = bounds
+    args = p.parse_args()
+    options = {a.dest: "/".join(a.option_strings) for a in p._actions}
+    for dest, (low, high) in ranges.items():
+        value = getattr(args, dest)
+        if value is None:
+            continue  # not given, and no default: e.g. -n
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            allowed = f"at least {low}" if high is None else f"from {low} to {high}"
+            p.error(f"argument {options[dest]}: must be an integer {allowed}, not {value!r}")
+    if args.out is not None:
+        try:
+            check_output_path(args.out, [f for f in (args.input, *own_files) if f], what="results file")
+        except ValueError as e:
+            p.error(f"argument --out: {e}")
+    return args
+
+
+def sample_layout(array_shape, shape):
+    """"batch" when an array of ``array_shape`` is (N, *shape), "sample" when it is one sample, None when
+    neither. A missing channel axis of size 1, or the H = 1 axis of 1-D layers, may be left out."""
+    shape = tuple(shape)
+    candidates = [shape]
+    if shape[-1] == 1:
+        candidates.append(shape[:-1])  # grey images without their channel axis
+    if len(shape) == 3 and shape[0] == 1:
+        candidates.append(shape[1:])  # 1-D layers: Keras (L, C) is our (1, L, C)
+    for c in candidates:
+        if len(array_shape) == len(c) + 1 and tuple(array_shape[1:]) == c:  # a 0-d array has no batch axis
+            return "batch"
+        if tuple(array_shape) == c:
+            return "sample"
+    return None
+
+
+def _as_batch(x, shape, what):
+    """x as (N, *shape) without copying: a batch, or one sample (see :func:`sample_layout`). Raises ValueError."""
+    if x.dtype.kind not in "uif":
+        raise ValueError(f"{what} has dtype {x.dtype}; numbers are needed")
+    shape = tuple(shape)
+    if x.ndim > 0 and x.shape[0] == 0:
+        raise ValueError(f"{what} is empty")
+    layout = sample_layout(x.shape, shape)
+    if layout == "batch":
+        return x.reshape((x.shape[0],) + shape)
+    if layout == "sample":
+        return x.reshape((1,) + shape)
+    raise ValueError(f"{what} has shape {tuple(x.shape)}; expected (N, {', '.join(map(str, shape))}) "
+                     f"or one sample of shape {shape}")
+
+
+def coerce_samples(x, shape, what="data", input_scale=None):
+    """(N, *shape) float32 from a batch or one sample; adds a missing channel axis or 1-D H=1 axis.
+
+    uint8 data are divided by 255 unless ``input_scale`` says otherwise. Raises ValueError.
+    """
+    x = _as_batch(np.asarray(x), shape, what)
+    if input_scale is None:
+        input_scale = 1 / 255 if x.dtype == np.uint8 else 1.0
+    out = x.astype(np.float32) * np.float32(input_scale)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{what} holds NaN or infinite values")
+    return out
+
+
+def load_inputs(path, shape, default_x, default_y, limit=None):
+    """The first ``limit`` (default: all) samples and their labels (or -1), from --input or the bundled ones.
+
+    A file that cannot be read, has the wrong shape, NaN values or labels that do not fit ends the
+    script with one line naming it. A .npy file is memory-mapped: only the samples asked for are read.
+    """
+    from zipfile import BadZipFile
+    if path is None:
+        return default_x[:limit].astype(np.float32), default_y[:limit].astype(np.int64)
+    try:
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as z:
+                key = next((k for k in ("x", "x_test") if k in z.files), None)
+                if key is None:
+                    raise ValueError(f"{path} has no array 'x'")
+                x = z[key]
+                ykey = "y" if key == "x" else "y_test"
+                y = z[ykey] if ykey in z.files else None
+        else:
+            x, y = np.load(path, mmap_mode="r" if os.path.isfile(path) else None, allow_pickle=False), None
+        if not isinstance(x, np.ndarray):
+            raise ValueError(f"{path} is not a .npy array")
+        batch = _as_batch(x, shape, path)
+        if y is not None:
+            y = np.asarray(y).reshape(-1)
+            if len(y) != len(batch):
+                raise ValueError(f"{path} has {len(y)} labels for {len(batch)} samples")
+            y = y[:limit]
+            if y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.array_equal(y, np.round(y))):
+                raise ValueError(f"{path}: the labels (dtype {y.dtype}) are not whole numbers")
+            y = y.astype(np.int64)
+        x = coerce_samples(batch[:limit], shape, path)
+    except (ValueError, OSError, EOFError, BadZipFile) as e:
+        sys.exit(f"{os.path.basename(sys.argv[0])}: error: argument --input: {e}")
+    return x, (y if y is not None else np.full(len(x), -1, np.int64))
+
+
+def poisson_input(x, seed, sample_index, steps):
+    """(T, *shape) 0/1 input spikes of one sample: spike where uniform draw < x (clipped to [0, 1])."""
+    r = np.random.default_rng([seed, sample_index]).random((steps,) + tuple(x.shape))
+    return (r < np.clip(x, 0, 1)).astype(np.float32)
+
+
+def softmax_draws(seed, sample_index, steps, classes):
+    """(T, classes) uniform draws of the spiking softmax readout."""
+    return np.random.default_rng([seed, sample_index, 1]).random((steps, classes))
+
+
+def softmax_spikes(v, draws):
+    """Spiking softmax: neuron i spikes where its draw is below softmax(v)_i. v: (..., classes)."""
+    e = np.exp(v - v.max(axis=-1, keepdims=True))
+    return (draws < e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def apply_synapses(synapses, values, n_out):
+    """Input current of the targets: sum of weight × source value over a (pre, post, weight) list."""
+    pre, post, w = synapses
+    return np.bincount(post, weights=values[pre].astype(np.float64) * w, minlength=n_out).astype(np.float32)
+
+
+# --- max-pool gating -------------------------------------------------------------------------------
+
+def gate_windows(in_shape, pool, strides, padding):
+    """(cells, pool_h * pool_w) flat source index of each window position of each output cell (-1: padding).
+
+    Output cells are in flat channels-last order; window positions in row-major (ky, kx) order, so
+    argmin's first-wins rule gives the documented last tie-break.
+    """
+    h, w, c = in_shape
+    (pt, pb), (pl, pr) = padding
+    ho = (h + pt + pb - pool[0]) // strides[0] + 1
+    wo = (w + pl + pr - pool[1]) // strides[1] + 1
+    oy, ox, ch, ky, kx = np.ix_(np.arange(ho), np.arange(wo), np.arange(c), np.arange(pool[0]), np.arange(pool[1]))
+    iy = oy * strides[0] - pt + ky
+    ix = ox * strides[1] - pl + kx
+    idx = (iy * w + ix) * c + ch
+    valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    idx = np.where(valid, idx, -1)
+    return np.broadcast_to(idx, (ho, wo, c, pool[0], pool[1])).reshape(ho * wo * c, pool[0] * pool[1])
+
+
+def gate_pass(windows, counts, since, spikes):
+    """Spikes passed by a gate: per output cell, this step's spike of the window's most active neuron.
+
+    windows: from :func:`gate_windows`; counts (spike counts including this step), since (the step at
+    which each count last changed, 0 if never) and spikes (this step's spikes) are (n_source,) or
+    (batch, n_source). Returns (cells,) or (batch, cells). Among cells of equal count the one that
+    reached it first wins, so a leader keeps its window until another cell overtakes it; remaining
+    ties go to the first cell in window order.
+    """
+    safe = np.where(windows >= 0, windows, 0)
+    c = np.where(windows >= 0, counts[..., safe], -np.inf)  # padding never wins
+    reached = np.where(c == c.max(axis=-1, keepdims=True), since[..., safe], np.inf)
+    k = np.argmin(reached, axis=-1)  # earliest to reach the count; argmin's first-wins rule after that
+    winner = safe[np.arange(len(safe)), k]
+    return np.take_along_axis(spikes, winner, axis=-1)
+
+
+def last_change(spikes):
+    """(T, n) spikes → (T, n) step (1-based) at which each count last changed up to each step, 0 if never."""
+    steps = np.arange(1, len(spikes) + 1).reshape((-1,) + (1,) * (np.ndim(spikes) - 1))
+    return np.maximum.accumulate(np.where(spikes != 0, steps, 0), axis=0)
+
+
+# --- readout and results ---------------------------------------------------------------------------
+
+def predict(counts, v):
+    """Class per sample: most output spikes, ties to the larger membrane potential, then the lower index."""
+    counts = np.asarray(counts, np.float64)
+    v = np.asarray(v, np.float64)
+    best = counts == counts.max(axis=-1, keepdims=True)
+    return np.argmax(np.where(best, v, -np.inf), axis=-1)
+
+
+def output_prediction(readout, output_steps, output_v):
+    """The predicted class of one sample or of each of a batch, by ``readout``.
+
+    output_steps: (..., T, classes) output spikes; output_v: (..., classes) final membrane potentials.
+    "membrane": the largest potential (ties to the lower index); "count" and "softmax": the most
+    spikes, ties by :func:`predict`.
+    """
+    if readout == "membrane":
+        return np.argmax(np.asarray(output_v), axis=-1)
+    return predict(np.asarray(output_steps).sum(axis=-2), output_v)
+
+
+def softmax_readout(v_steps, seed, sample_index, clamp_steps):
+    """(T, classes) float32 output spikes of the spiking softmax for one sample.
+
+    v_steps: the output's membrane potential after integrating each step, (T, classes). In step t the
+    output neuron i spikes where the sample's draw (:func:`softmax_draws`) is below softmax(V(t))_i,
+    except in the first ``clamp_steps`` steps, while the output population is clamped.
+    """
+    v = np.asarray(v_steps, np.float64)
+    spikes = softmax_spikes(v, softmax_draws(seed, sample_index, len(v), v.shape[-1]))
+    spikes[:max(int(clamp_steps), 0)] = 0
+    return spikes
+
+
+def results_meta(simulator, simulator_version, snnexport_version, steps, seed, readout, delay, reset, encoding,
+                 network_sha256, samples, **timings):
+    """The ``meta`` of a results file, the same keys for every simulator (docs/semantics.md).
+
+    ``simulator``: "reference" for snnexport's own simulator, else the writer's name; ``timings``:
+    seconds, e.g. build_seconds, run_seconds (None where not measured).
+    """
+    meta = {"simulator": simulator, "simulator_version": simulator_version, "snnexport_version": snnexport_version,
+            "steps": int(steps), "seed": int(seed), "readout": readout, "delay": delay, "reset": reset,
+            "encoding": encoding, "network_sha256": network_sha256, "samples": int(samples)}
+    meta.update(timings)
+    return meta
+
+
+def save_results(path, arrays, meta):
+    """Write the results file (layout in docs/semantics.md) with :func:`write_output`; meta is a JSON-able dict.
+
+    Raises ValueError (one line) when the file cannot be written.
+    """
+    arrays = dict(arrays, meta=np.array(json.dumps(dict(meta, results_version=RESULTS_VERSION), sort_keys=True)))
+    write_output(path, lambda f: np.savez(f, **arrays))
+
+
+def load_results(path):
+    """The arrays of a results file, with meta decoded into a dict."""
+    with np.load(path, allow_pickle=False) as z:
+        out = {k: z[k] for k in z.files}
+    out["meta"] = json.loads(str(out["meta"])) if "meta" in out else {}
+    return out
+
+
+# --- output files ----------------------------------------------------------------------------------
+# One policy for every file that snnexport or an exported script writes. Before any work: refuse an
+# output that is a directory, lies in a folder that does not exist, or is one of the inputs (the
+# same device and inode, so links and other spellings count). When writing: a regular file (or a new
+# one) is written to a temporary file beside it and renamed over it, so a failure or Ctrl-C leaves
+# the old file or none, never a partial one; it gets the mode open() would give (0o666 less the
+# umask), or the replaced file's mode. Devices and pipes (/dev/null, /dev/full, a FIFO,
+# /proc/self/fd/1) are written as streams: never replaced by a regular file.
+
+def check_output_path(path, inputs=(), what="output"):
+    """Raise ValueError with one line unless ``path`` may be written as an output.
+
+    ``inputs``: paths this run reads (None and paths that do not exist are ignored); ``what`` names
+    the output in the message (e.g. "-o", "--out").
+    """
+    import stat
+    text = os.fspath(path)
+    if not text:
+        raise ValueError(f"{what}: the file name is empty")
+    try:
+        st = os.stat(text)  # follows symbolic links
+    except FileNotFoundError:  # a new file (or a link to one)
+        st = None
+    except OSError as e:
+        raise ValueError(f"{what} {text}: {e.strerror or e}") from None
+    if (st is not None and stat.S_ISDIR(st.st_mode)) or text.endswith(os.sep):
+        raise ValueError(f"{what} {text} is a directory; give a file name")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        return  # a device or a pipe: written as a stream, it cannot destroy an input file
+    folder = os.path.dirname(os.path.realpath(text))
+    if not os.path.isdir(folder):
+        shown = folder if os.path.islink(text) else os.path.dirname(text)
+        raise ValueError(f"{what} {text}: the folder {shown} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{what} {text}: cannot write into the folder {folder} (permission denied)")
+    if st is None:
+        return
+    for source in inputs:
+        if source is None:
+            continue
+        try:
+            other = os.stat(source)
+        except (OSError, ValueError):
+            continue
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            raise ValueError(f"{what} {text} is the input file {os.fspath(source)}; "
+                             "writing it would destroy that input")
+
+
+def write_output(path, write):
+    """Write one output file by calling ``write(fileobj)`` (binary), by the policy above.
+
+    Raises ValueError (one line) when the file cannot be written; ``write``'s own exceptions (and
+    KeyboardInterrupt) propagate after the temporary file is removed.
+    """
+    write_outputs({path: write})
+
+
+def write_outputs(files):
+    """Write several outputs, all or none: {path: write(fileobj)}; as :func:`write_output`.
+
+    Every regular file is written to its temporary file first; the streams next; the renames last,
+    so a failure before the renames leaves every existing file as it was.
+    """
+    import stat
+    import tempfile
+    temps, streams, current = [], [], None
+    try:
+        for path, write in files.items():
+            current = os.fspath(path)
+            try:
+                st = os.stat(current)
+            except FileNotFoundError:
+                st = None
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(21, "is a directory", current)
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                streams.append((current, write))
+                continue
+            real = os.path.realpath(current)  # through a symbolic link: the link stays, its target changes
+            mode = stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask()
+            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(real)}.", suffix=".part",
+                                       dir=os.path.dirname(real))
+            temps.append((tmp, real))
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), mode)
+                write(f)
+        for current, write in streams:
+            with open(current, "wb") as f:
+                write(as_stream(f))
+        while temps:
+            tmp, current = temps[0]
+            os.replace(tmp, current)
+            temps.pop(0)
+    except OSError as e:
+        raise ValueError(f"cannot write {current}: {e.strerror or e}") from None
+    finally:
+        for tmp, _ in temps:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+class _Stream:
+    """A device or pipe opened for writing, with no position: /dev/null's tell() says 0 whatever was
+    written, which would make zipfile (np.savez) write wrong offsets; without tell() it writes sequentially."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def write(self, data):
+        return self._f.write(data)
+
+    def flush(self):
+        self._f.flush()
+
+    def seekable(self):
+        return False
+
+    def read(self, size=-1):  # np.savez takes only objects with read() for files
+        raise OSError("a stream opened for writing cannot be read")
+
+    def tell(self):
+        raise OSError("a stream has no position")
+
+
+def as_stream(f):
+    """``f`` (a binary file object on a device or pipe, e.g. standard output) as a sequential stream."""
+    return _Stream(f)
+
+
+def _umask():
+    """The process's umask, read without changing it where the system allows (threads may be creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
