@@ -26,6 +26,7 @@ class Graph:
     nodes: list[Node]
     output: str
     shapes: dict[str, Shape] = field(default_factory=dict)
+    producer: str = ""  # what wrote the model file, where the reader can tell (ONNX: tool, version, opset)
 
     def __post_init__(self) -> None:
         self.infer_shapes()

@@ -1,7 +1,7 @@
 """A model or a network file, with the conversion options, as a :class:`~snnexport.network.Network`.
 
 What every command reads first: a network file (.snn) is loaded as it is (only the settings an option
-names change); a Keras model is read, normalized with the calibration data and converted, with its
+names change); a model (Keras, ONNX) is read, normalized with the calibration data and converted, with its
 provenance (file name, sha256, Keras and snnexport versions) recorded in the network.
 """
 
@@ -32,7 +32,7 @@ def check_model_options(model: str, args: argparse.Namespace) -> None:
     given = [f"--{k.replace('_', '-')}" for k in CONVERSION_ONLY if getattr(args, k, None) is not None]
     if given:
         raise SnnexportError(f"{model} is a network file, converted already: {', '.join(given)} "
-                             f"{'applies' if len(given) == 1 else 'apply'} only to a Keras model "
+                             f"{'applies' if len(given) == 1 else 'apply'} only to a model "
                              "(--readout, --steps and --clamp may still be given)")
 
 
@@ -43,7 +43,7 @@ def option(args: argparse.Namespace, name: str) -> Any:
 
 
 def load_network(model: str, args: argparse.Namespace, quiet: bool = False) -> Network:
-    """A Network from a network file, or converted from a Keras model with the conversion options."""
+    """A Network from a network file, or converted from a model with the conversion options."""
     path = Path(model)
     if not path.exists():
         raise SnnexportError(f"{model}: no such file")
@@ -63,7 +63,7 @@ def _convert(path: Path, model: str, args: argparse.Namespace, quiet: bool) -> N
     from . import data
     from .convert import convert
     from .network import Provenance
-    from .readers import read_model
+    from .readers import READERS, read_model
     graph = read_model(path)
     calib, sha = None, ""
     if args.calibration:
@@ -72,8 +72,9 @@ def _convert(path: Path, model: str, args: argparse.Namespace, quiet: bool) -> N
                                      args.input_scale, limit=option(args, "calibration_samples"))
         sha = data.sha256_of(calib)
     progress(f"converting {path.name}", quiet)
-    import keras
-    prov = Provenance(path.name, sha256_file(path), keras.__version__, __version__)
+    fmt = READERS[path.suffix.lower()]
+    prov = Provenance(path.name, sha256_file(path), _keras_version() if fmt == "keras" else "", __version__,
+                      fmt, graph.producer)
     try:
         net = convert(graph, calib, option(args, "percentile"), option(args, "reset"), option(args, "encoding"),
                       prov, sha, consume=True)
@@ -83,6 +84,11 @@ def _convert(path: Path, model: str, args: argparse.Namespace, quiet: bool) -> N
     s = net.settings
     s.readout, s.steps, s.clamp = option(args, "readout"), option(args, "steps"), option(args, "clamp")
     return net
+
+
+def _keras_version() -> str:
+    import keras
+    return keras.__version__
 
 
 def sha256_file(path: Path) -> str:

@@ -99,8 +99,16 @@ class Normalization:
 class Provenance:
     model_file: str = ""
     model_sha256: str = ""
-    keras_version: str = ""
+    keras_version: str = ""  # the Keras that read the model ("" for a model not read by Keras)
     snnexport_version: str = ""
+    model_format: str = ""  # the reader: "keras" or "onnx"
+    model_producer: str = ""  # what wrote the model file, as far as it says (ONNX: tool, version, opset)
+
+    def origin(self) -> str:
+        """How the model was made and read, for headers and summaries: "Keras 3.13.1", "ONNX (pytorch 2.9, opset 18)"."""
+        if self.model_format == "onnx":
+            return f"ONNX ({self.model_producer or 'producer unknown'})"
+        return f"Keras {self.keras_version}"
 
 
 Node = Population | Gate

@@ -270,6 +270,8 @@ class _Checker:
         self.sha256(p["model_sha256"], "provenance.model_sha256")
         self.text(p["keras_version"], "provenance.keras_version", MAX_VERSION)
         self.text(p["snnexport_version"], "provenance.snnexport_version", MAX_VERSION)
+        self.text(p["model_format"], "provenance.model_format", MAX_VERSION)
+        self.text(p["model_producer"], "provenance.model_producer", MAX_VERSION)
 
     def input(self, v: Any) -> _Names:
         InputSpec = self.classes["InputSpec"]

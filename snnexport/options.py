@@ -70,7 +70,7 @@ def number_range(name: str, lo: float, hi: float | None = None, lo_open: bool = 
 
 def add_conversion_options(p: argparse.ArgumentParser) -> None:
     """The options :func:`snnexport.loading.load_network` reads (defaults in CONVERSION_ONLY and SETTINGS)."""
-    g = p.add_argument_group("conversion (a Keras model only; refused with a network file)")
+    g = p.add_argument_group("conversion (a model only; refused with a network file)")
     g.add_argument("--calibration", metavar="FILE",
                    help="inputs for weight normalization (.npy, or .npz with x / x_train / x_test)")
     g.add_argument("--calibration-samples", type=int_range("--calibration-samples", 1), metavar="N",

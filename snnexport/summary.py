@@ -37,6 +37,6 @@ def describe(net: Network) -> str:
         f"neuron: threshold {net.neuron.threshold:g}, reset {net.neuron.reset}",
         f"normalization: {how}",
         f"source: {net.provenance.model_file!r} (sha256 {net.provenance.model_sha256[:16]}), "
-        f"Keras {net.provenance.keras_version}, snnexport {net.provenance.snnexport_version}",
+        f"{net.provenance.origin()}, snnexport {net.provenance.snnexport_version}",
     ]
     return "\n".join(lines)

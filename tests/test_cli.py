@@ -268,7 +268,7 @@ def test_conversion_options_with_a_network_file_are_refused_not_ignored(network,
              "convert": [net, "--to", "brian2", "-o", tmp_path / "x.py"],
              "validate": ["validate", net, "--data", data, "--report", tmp_path / "rep"]}[command]
     proc = snnexport(*extra, *given)
-    assert_refused(proc, f"{net} is a network file", "--calibration, --percentile, --reset", "only to a Keras model")
+    assert_refused(proc, f"{net} is a network file", "--calibration, --percentile, --reset", "only to a model")
     assert not list(tmp_path.iterdir())
 
 
@@ -280,7 +280,7 @@ def test_settings_still_apply_to_a_network_file_and_default_to_its_own(network, 
     assert snnexport(net, "--steps", "37", "-o", out).returncode == 0
     assert "readout count, 37 steps" in snnexport("info", out).stdout.decode()  # kept, not reset to 100
     help_text = snnexport("--help").stdout.decode()
-    assert "a Keras model only; refused with a network file" in help_text
+    assert "a model only; refused with a network file" in help_text
     assert "for a network file: default the file's own" in help_text
 
 

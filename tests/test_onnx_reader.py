@@ -180,6 +180,10 @@ def test_lenet_onnx_gives_the_same_network_and_spikes(tmp_path: Path, capsys: py
             assert a.read(n) == b.read(n), n
         docs = [json.loads(z.read("network.json")) for z in (a, b)]
     assert [n["scale"] for n in docs[0]["nodes"]] == [n["scale"] for n in docs[1]["nodes"]]
+    keras_prov, onnx_prov = docs[0]["provenance"], docs[1]["provenance"]  # where each network came from
+    assert keras_prov["model_format"] == "keras" and keras_prov["keras_version"] and not keras_prov["model_producer"]
+    assert onnx_prov["model_format"] == "onnx" and onnx_prov["keras_version"] == ""
+    assert onnx_prov["model_producer"] == f"snnexport-tests, opset {fx.DEFAULT_OPSET}", onnx_prov
     ra, rb = np.load(results["h5"]), np.load(results["onnx"])
     compared = [k for k in ra.files if not k.endswith("_names") and k != "meta"]
     assert "predictions" in compared and any(k.startswith("counts_") for k in compared)

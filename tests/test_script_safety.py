@@ -269,7 +269,7 @@ def run_mutants(doc: dict) -> dict[str, list[tuple[tuple, object]]]:
     settings a script checks, enumerations, other numbers."""
     renamed = _names(doc)
     text = [(("provenance", k), PAYLOADS[i]) for i, k in enumerate(
-        ("model_file", "model_sha256", "keras_version", "snnexport_version"))]
+        ("model_file", "model_sha256", "keras_version", "snnexport_version", "model_format", "model_producer"))]
     text += [(("normalization", "data_sha256"), PAYLOADS[4]), (("normalization", "method"), PAYLOADS[10])]
     names = [(p, renamed[v]) for p in leaves(doc) if p[-1] in ("name", "source", "target", "output")
              for v in [_get(doc, p)]]

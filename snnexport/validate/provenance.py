@@ -54,7 +54,7 @@ def context(args: argparse.Namespace, argv: list[str], net, x: np.ndarray, label
         "cwd": os.getcwd(),
         "versions": versions(),
         "model": {"file": args.model, "name": prov.model_file, "sha256": prov.model_sha256,
-                  "keras": prov.keras_version},
+                  "format": prov.model_format, "producer": prov.model_producer, "keras": prov.keras_version},
         "data": {"file": args.data, "samples": int(len(x)), "samples_exported_scripts": int(n_scripts),
                  "labelled": int((labels >= 0).sum())},
         "network": {"input": {"name": net.input.name, "shape": list(net.input.shape), "encoding": net.input.encoding},

@@ -244,8 +244,7 @@ def header_lines(net: Network, simulator: str, version: str, approximations: lis
     prov, neuron, settings = net.provenance, net.neuron, net.settings
     lines = [
         comment("Spiking network exported by snnexport {} for {} {}.", Code(__version__), Code(simulator), version),
-        comment("Source model: {} (sha256 {}), Keras {}", prov.model_file, _short(prov.model_sha256),
-                prov.keras_version),
+        comment("Source model: {} (sha256 {}), {}", prov.model_file, _short(prov.model_sha256), prov.origin()),
         norm_line,
         comment("Neurons: {} non-leaky integrate-and-fire in {} populations, threshold {}, reset {}",
                 sum(int(np.prod(p.shape)) for p in pops), len(pops), neuron.threshold,
