@@ -115,6 +115,17 @@ def conv_case(k: int | tuple[int, int], size: int = 9, cin: int = 3, cout: int =
     return build
 
 
+def conv_transpose_case(k: int, cin: int = 4, cout: int = 6, group: int = 1, **attrs: Any
+                        ) -> Callable[[], onnx.ModelProto]:
+    """ConvTranspose (weight (I, O/group, k, k)) at stride 1; grouped ones are tested against their
+    block-diagonal equivalent (onnx 1.23's ReferenceEvaluator gets groups wrong)."""
+    def build() -> onnx.ModelProto:
+        b = Builder((cin, 7, 6))
+        ins = [b.x, b.rand(cin, cout // group, k, k, scale=1 / k), b.rand(cout, scale=0.1)]
+        return b.model(b.readout(b.relu(b.op("ConvTranspose", ins, group=group, **attrs))))
+    return build
+
+
 def pool_case(op: str, size: int = 9, c: int = 3, **attrs: Any) -> Callable[[], onnx.ModelProto]:
     def build() -> onnx.ModelProto:
         b = Builder((c, size, size - 1))
@@ -328,6 +339,9 @@ FIXTURES: dict[str, Callable[[], onnx.ModelProto]] = {
     "conv_same_lower": conv_case(4, auto_pad="SAME_LOWER", strides=[2, 2]),
     "conv_valid": conv_case(3, auto_pad="VALID"),
     "conv_no_bias": conv_case(3, bias=False),
+    "conv_transpose": conv_transpose_case(3),
+    "conv_transpose_pads_dilation": conv_transpose_case(3, pads=[1, 0, 2, 1], dilations=[2, 1]),
+    "conv_transpose_k2_valid": conv_transpose_case(2, auto_pad="VALID"),
     # pooling geometry
     "maxpool_k2": pool_case("MaxPool", kernel_shape=[2, 2], strides=[2, 2]),
     "maxpool_k3_pad": pool_case("MaxPool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),

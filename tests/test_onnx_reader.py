@@ -81,6 +81,22 @@ def test_fixtures_cover_every_operator() -> None:
     assert set(SUPPORTED_OPS) - used == set()
 
 
+def test_grouped_conv_transpose_equals_its_block_diagonal_form(tmp_path: Path) -> None:
+    """group=2: the same as group=1 with the weight zero between groups, which ReferenceEvaluator gets right."""
+    grouped = fx.conv_transpose_case(3, cin=4, cout=6, group=2, pads=[1, 0, 0, 2])()
+    w = numpy_helper.to_array(grouped.graph.initializer[0])  # (I, O/group, k, k) = (4, 3, 3, 3)
+    dense = onnx.ModelProto()
+    dense.CopyFrom(grouped)
+    full = np.zeros((4, 6, 3, 3), np.float32)
+    full[:2, :3], full[2:, 3:] = w[:2], w[2:]
+    dense.graph.initializer[0].CopyFrom(numpy_helper.from_array(full, dense.graph.initializer[0].name))
+    next(a for a in dense.graph.node[0].attribute if a.name == "group").i = 1
+    x = fx.sample(dense)
+    want = reference(dense, x)
+    for model, name in ((grouped, "g"), (dense, "d")):
+        assert_matches(run_graph(read_model(save(model, tmp_path / f"{name}.onnx")), x), want)
+
+
 def op_kinds(graph) -> list[str]:
     return [type(n.op).__name__ for n in graph.nodes]
 
@@ -231,7 +247,7 @@ def unsupported_models(tmp: Path) -> dict[str, tuple[Path, str]]:
     put("if_subgraph", b.model(b.relu("yif")), "subgraph")
 
     b = tiny()
-    put("conv_transpose", b.model(b.op("ConvTranspose", [b.x, b.rand(2, 3, 2, 2)])), "not supported yet")
+    put("conv_transpose", b.model(b.op("ConvTranspose", [b.x, b.rand(2, 3, 2, 2)], strides=[2, 2])), "only stride 1")
 
     b = tiny()
     put("spatial_output", b.model(b.relu(b.conv(b.x, 2, 3, 3))), "NCHW")

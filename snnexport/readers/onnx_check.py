@@ -29,15 +29,14 @@ _STANDARD_DOMAINS = ("", "ai.onnx")
 
 # Operators that become ops (or vanish at inference), and those evaluated only on constants.
 SUPPORTED_OPS: tuple[str, ...] = (
-    "Conv", "Gemm", "MatMul", "BatchNormalization", "Relu", "Clip", "MaxPool", "AveragePool",
+    "Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "Relu", "Clip", "MaxPool", "AveragePool",
     "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "Pad", "Concat",
     "Add", "Sub", "Mul", "Div", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout",
     "Softmax", "Cast",
     # constants and shape arithmetic only (evaluated in numpy while reading)
     "Constant", "Shape", "Gather", "Slice", "Transpose",
 )
-_NOT_YET = {"ConvTranspose": "ConvTranspose is not supported yet"}
-SUPPORTED_HINT = ("the ONNX reader converts CNN operators (Conv, Gemm/MatMul, pooling, "
+SUPPORTED_HINT = ("the ONNX reader converts CNN operators (Conv, ConvTranspose, Gemm/MatMul, pooling, "
                    "BatchNormalization, Relu/Clip, Add/Sub/Mul/Div, Concat, Pad, Flatten/Reshape, "
                    "Softmax; the full list is snnexport.readers.onnx.SUPPORTED_OPS)")
 
@@ -126,8 +125,6 @@ def check_model(model: Any, path: Path) -> None:
             if a.type == 9:
                 for t in a.tensors:
                     check_tensor(t, folder, f"{who}: attribute {quote(a.name)}")
-        if node.op_type in _NOT_YET:
-            raise UnsupportedLayerError(f"{who}: {_NOT_YET[node.op_type]}")
         if node.op_type not in SUPPORTED_OPS:
             raise UnsupportedLayerError(f"{who} is not supported; {SUPPORTED_HINT}")
     onnx_module()

@@ -181,7 +181,7 @@ class Converter:
 Handler = Callable[[Ctx], list[Const | Val]]
 
 HANDLERS: dict[str, Handler] = {
-    "Conv": onnx_ops.h_conv, "Gemm": onnx_ops.h_gemm, "MatMul": onnx_ops.h_matmul,
+    "Conv": onnx_ops.h_conv, "ConvTranspose": onnx_ops.h_conv_transpose, "Gemm": onnx_ops.h_gemm, "MatMul": onnx_ops.h_matmul,
     "BatchNormalization": onnx_ops.h_batchnorm, "Relu": onnx_ops.h_relu, "Clip": onnx_ops.h_clip,
     "MaxPool": onnx_ops.h_maxpool, "AveragePool": onnx_ops.h_avgpool,
     "GlobalAveragePool": onnx_ops.h_global_pool, "GlobalMaxPool": onnx_ops.h_global_pool,

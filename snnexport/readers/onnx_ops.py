@@ -98,12 +98,19 @@ def h_conv(ctx: Ctx) -> list[Const | Val]:
     if ctx.ints("kernel_shape") not in (None, kernel):
         raise ctx.refuse(f"kernel_shape {ctx.ints('kernel_shape')} differs from its weight's {kernel}")
     strides, dilations, pads, _, out = _geometry(ctx, x, kernel, pool=False)
+    return _conv(ctx, x, w, groups, strides, dilations, pads, out)
+
+
+def _conv(ctx: Ctx, x: Val, w: np.ndarray, groups: int, strides: list[int], dilations: list[int],
+          pads: list[tuple[int, int]], out: tuple[int, ...]) -> list[Const | Val]:
+    """The Conv2D op of an ONNX (O, I/g, k...) weight and this node's bias (input 2)."""
+    cout = w.shape[0]
     bias = ctx.weights(2, "bias").reshape(-1) if ctx.has(2) else None
     if bias is not None and bias.shape != (cout,):
         raise ctx.refuse(f"has a bias of shape {bias.shape} for {cout} output channels")
     # (O, I/g, kh, kw) -> (kh, kw, I/g, O); 1-D (O, I/g, k) -> (1, k, I/g, O)
     kern = np.moveaxis(w, (0, 1), (-1, -2))
-    if r == 1:
+    if len(out) == 1:
         kern = kern[None]
     op = ops.Conv2D(kernel=np.array(kern, np.float32, order="C"),
                     bias=None if bias is None else bias.astype(np.float32),
@@ -111,6 +118,41 @@ def h_conv(ctx: Ctx) -> list[Const | Val]:
                     dilation=as2d(dilations, 1), groups=groups)
     oshape = (cout,) + out
     return [ctx.emit([("conv", op)], (x.name,), oshape, key(oshape))]
+
+
+def h_conv_transpose(ctx: Ctx) -> list[Const | Val]:
+    """A stride-1 ConvTranspose is a convolution: kernel flipped, its in and out channels swapped,
+    padding (k - 1)·d - p. Strides above 1 insert zeros between the inputs, which no op of the graph
+    does: refused."""
+    x = ctx.spatial(0)
+    w = ctx.weights(1, "weight")  # (I, O/g, k...)
+    r = len(x.oshape) - 1
+    groups = ctx.attr_int("group", 1)
+    if w.ndim != r + 2 or groups < 1 or w.shape[0] != x.oshape[0] or w.shape[0] % groups:
+        raise ctx.refuse(f"has weight shape {w.shape} and group {groups} for {x.oshape[0]} input channels")
+    kernel = list(w.shape[2:])
+    strides, dilations = _pairs(ctx, "strides", r, 1), _pairs(ctx, "dilations", r, 1)
+    if any(s != 1 for s in strides):
+        raise ctx.refuse(f"has strides {strides}; only stride 1 (a convolution with the kernel flipped) is "
+                         "supported")
+    if any(d < 1 for d in dilations) or ctx.ints("kernel_shape") not in (None, kernel):
+        raise ctx.refuse(f"has dilations {dilations} and kernel_shape {ctx.ints('kernel_shape')} for its "
+                         f"weight's {kernel}")
+    if ctx.attr_str("auto_pad", "NOTSET") not in ("NOTSET", "VALID") or "output_shape" in ctx.attrs:
+        raise ctx.refuse("sets auto_pad SAME or output_shape; only explicit pads are supported")
+    if any(ctx.ints("output_padding") or []):
+        raise ctx.refuse(f"has output_padding {ctx.ints('output_padding')}; only 0 is supported")
+    pads = [0] * (2 * r) if ctx.attr_str("auto_pad", "NOTSET") == "VALID" else ctx.ints("pads") or [0] * (2 * r)
+    conv_pads = [((k - 1) * d - pads[i], (k - 1) * d - pads[i + r])
+                 for i, (k, d) in enumerate(zip(kernel, dilations))] if len(pads) == 2 * r else []
+    if not conv_pads or any(p < 0 for pair in conv_pads for p in pair) or min(pads) < 0:
+        raise ctx.refuse(f"has pads {pads} for kernel {kernel} and dilations {dilations}; each pad must lie "
+                         "in [0, (k - 1)·d]")
+    cig, cog = w.shape[0] // groups, w.shape[1]
+    conv_w = np.swapaxes(w.reshape(groups, cig, cog, *kernel), 1, 2).reshape(groups * cog, cig, *kernel)
+    conv_w = conv_w[(slice(None), slice(None)) + (slice(None, None, -1),) * r]
+    out = tuple(n + b + e - (k - 1) * d for n, (b, e), k, d in zip(x.oshape[1:], conv_pads, kernel, dilations))
+    return _conv(ctx, x, conv_w, groups, strides, dilations, conv_pads, out)
 
 
 def _pool_common(ctx: Ctx) -> tuple[Val, list[int]]:
