@@ -1,8 +1,9 @@
 """A model or a network file, with the conversion options, as a :class:`~snnexport.network.Network`.
 
 What every command reads first: a network file (.snn) is loaded as it is (only the settings an option
-names change); a model (Keras, ONNX) is read, normalized with the calibration data and converted, with its
-provenance (file name, sha256, Keras and snnexport versions) recorded in the network.
+names change); a model (Keras, ONNX) is read, normalized with the calibration data and converted,
+with its provenance (file name, sha256, format, producer, Keras and snnexport versions) recorded in
+the network.
 """
 
 from __future__ import annotations

@@ -105,7 +105,8 @@ class Provenance:
     model_producer: str = ""  # what wrote the model file, as far as it says (ONNX: tool, version, opset)
 
     def origin(self) -> str:
-        """How the model was made and read, for headers and summaries: "Keras 3.13.1", "ONNX (pytorch 2.9, opset 18)"."""
+        """How the model was made and read, for headers and summaries: "Keras 3.13.1" or
+        "ONNX (pytorch 2.9.0, opset 18)"."""
         if self.model_format == "onnx":
             return f"ONNX ({self.model_producer or 'producer unknown'})"
         return f"Keras {self.keras_version}"

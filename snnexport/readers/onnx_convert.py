@@ -21,7 +21,10 @@ from .onnx_fold import FOLDERS, shape_of_val
 from .onnx_layout import Const, Ctx, Val, key, ours_shape
 from . import onnx_ops, onnx_shape
 
+
 class Converter:
+    """The walk over one checked model: the ops emitted so far, their shapes, and every ONNX tensor's value."""
+
     def __init__(self, model: Any, path: Path, opset: int) -> None:
         self.model = model
         self.graph = model.graph
@@ -181,7 +184,8 @@ class Converter:
 Handler = Callable[[Ctx], list[Const | Val]]
 
 HANDLERS: dict[str, Handler] = {
-    "Conv": onnx_ops.h_conv, "ConvTranspose": onnx_ops.h_conv_transpose, "Gemm": onnx_ops.h_gemm, "MatMul": onnx_ops.h_matmul,
+    "Conv": onnx_ops.h_conv, "ConvTranspose": onnx_ops.h_conv_transpose,
+    "Gemm": onnx_ops.h_gemm, "MatMul": onnx_ops.h_matmul,
     "BatchNormalization": onnx_ops.h_batchnorm, "Relu": onnx_ops.h_relu, "Clip": onnx_ops.h_clip,
     "MaxPool": onnx_ops.h_maxpool, "AveragePool": onnx_ops.h_avgpool,
     "GlobalAveragePool": onnx_ops.h_global_pool, "GlobalMaxPool": onnx_ops.h_global_pool,
