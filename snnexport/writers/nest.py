@@ -27,7 +27,9 @@ def nest_context(net: Network) -> dict[str, object]:
             ["iaf_psc_delta resets to V_reset = 0; with C_m = 1, t_ref = 0 and tau_m = 2**53 ms",
              "it does not leak"])
     return {"neuron_model": nest_common.neuron_model(reset), "neuron_params": Code(f"dict({text})"),
-            "model_note": [comment(line) for line in note], "hold": nest_common.HOLD, "never": nest_common.NEVER}
+            "model_note": [comment(line) for line in note], "hold": nest_common.HOLD, "never": nest_common.NEVER,
+            "synapse_bytes": nest_common.SYNAPSE_BYTES, "synapse_budget": nest_common.SYNAPSE_BUDGET,
+            "max_batch": nest_common.MAX_BATCH}
 
 
 class NestWriter(ScriptWriter):

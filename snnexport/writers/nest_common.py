@@ -41,6 +41,11 @@ TAU_M = 2.0 ** 53  # ms: the largest tau_m whose current propagator is still exa
 HOLD = -1e12  # a membrane potential that no input of one sample can lift to threshold
 NEVER = 1e300  # a threshold that is never reached (non-spiking readouts)
 
+# --- batches: copies of the network side by side in one NEST network ------------------------------------
+SYNAPSE_BYTES = 48  # memory of one static synapse in NEST 3.10, with its share of the connection tables
+SYNAPSE_BUDGET = 20_000_000  # synapses the default batch may hold: about 1 GB
+MAX_BATCH = 32  # more copies gain little: the per-batch overhead is already small against NEST's updates
+
 
 def neuron_model(reset: str) -> str:
     return "eprop_iaf" if reset == "subtract" else "iaf_psc_delta"
