@@ -46,7 +46,7 @@ def schedule(populations, gates, projections, input_name, steps, clamp, replay=0
     return {"lag": lag, "release": release, "delay": delay, "length": length}
 
 
-def timeline(plan, populations, roots, output, steps):
+def timeline(plan, populations, roots, output, steps, held=None):
     """What a script does between chunks of one sample's NEST time: sorted [(step, [(action, name)])].
 
     After NEST step k of the sample, for a population P: "wake" unfreezes P one step before its
@@ -55,6 +55,8 @@ def timeline(plan, populations, roots, output, steps):
     step (or after its clamp); "gates" computes the gates on P once P has run all its steps;
     "retire" holds P after its last step, so that it sends nothing more; "sleep" freezes P once the
     last spikes sent to it have arrived. The output stays awake: its membrane potential is logged.
+    ``held``: the populations to retire (default all); one whose spikes reach no synapse (only
+    recorders and gates, which read steps 1..T) may run one step more, unheld, before it sleeps.
     """
     lag, length = plan["lag"], plan["length"]
     acts = {length: []}
@@ -68,7 +70,8 @@ def timeline(plan, populations, roots, output, steps):
         at(lag[name], "wake", name)
         if plan["release"][name] <= steps + lag[name]:  # a population clamped for all T steps never runs
             at(plan["release"][name], "release", name)
-        at(steps + 1 + lag[name], "retire", name)
+        if held is None or name in held:
+            at(steps + 1 + lag[name], "retire", name)
         if name != output:
             at(steps + 2 + lag[name], "sleep", name)
     for root in sorted(set(roots.values())):
