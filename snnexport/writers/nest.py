@@ -28,8 +28,7 @@ def nest_context(net: Network) -> dict[str, object]:
              "it does not leak"])
     return {"neuron_model": nest_common.neuron_model(reset), "neuron_params": Code(f"dict({text})"),
             "model_note": [comment(line) for line in note], "hold": nest_common.HOLD, "never": nest_common.NEVER,
-            "synapse_bytes": nest_common.SYNAPSE_BYTES, "synapse_budget": nest_common.SYNAPSE_BUDGET,
-            "max_batch": nest_common.MAX_BATCH}
+            "synapse_bytes": nest_common.SYNAPSE_BYTES, "neuron_bytes": nest_common.NEURON_BYTES}
 
 
 class NestWriter(ScriptWriter):

@@ -41,10 +41,9 @@ TAU_M = 2.0 ** 53  # ms: the largest tau_m whose current propagator is still exa
 HOLD = -1e12  # a membrane potential that no input of one sample can lift to threshold
 NEVER = 1e300  # a threshold that is never reached (non-spiking readouts)
 
-# --- batches: copies of the network side by side in one NEST network ------------------------------------
-SYNAPSE_BYTES = 48  # memory of one static synapse in NEST 3.10, with its share of the connection tables
-SYNAPSE_BUDGET = 20_000_000  # synapses the default batch may hold: about 1 GB
-MAX_BATCH = 32  # more copies gain little: the per-batch overhead is already small against NEST's updates
+# --- batches: copies of the network side by side in one NEST network (NEST 3.10, measured) -------------
+SYNAPSE_BYTES = 80  # a static synapse, with what NEST adds when it prepares the simulation
+NEURON_BYTES = 12_000  # an eprop_iaf node (3.4 kB) and its block of recorder connections (8 kB)
 
 
 def neuron_model(reset: str) -> str:
