@@ -8,9 +8,10 @@ neuron model, parameters and synapse lists, then:
 1. runs the script's own simulation on the samples once, untimed, and keeps what the max-pool gates
    passed in every step (and the Poisson input's spikes): the recorded spike trains;
 2. builds a bare NEST network: the same neurons (``nest.Create`` of the script's model and
-   parameters), the same static synapses (one array ``nest.Connect`` per projection), one
-   ``spike_generator`` per gate cell (and input value) loaded with the recorded trains, no gates, no
-   schedule, one monitor (a spike_recorder on the output);
+   parameters), the same static synapses (one array ``nest.Connect`` per projection) and constant
+   currents (the script's pacemaker: a spike_generator firing once a step through synapses of weight
+   I), one ``spike_generator`` per gate cell (and input value) loaded with the recorded trains, no
+   gates, no schedule, one monitor (a spike_recorder on the output);
 3. times it on the same samples and steps: per sample, the input currents and held potentials are
    set, the generators loaded, one held step and T steps simulated (``nest.Simulate``).
 
@@ -112,8 +113,8 @@ def bare_seconds(snn, inputs, steps: int = 100, samples: int | None = None, thre
     nest.set(resolution=1.0, local_num_threads=threads)
     nest.CopyModel(m.NEURON_MODEL, "bare_neuron", m.NEURON)
     pops = {p["name"]: nest.Create("bare_neuron", int(np.prod(p["shape"]))) for p in m.POPULATIONS}
-    for p in m.POPULATIONS:
-        m.set_nodes(pops[p["name"]], [{"I_e": float(b)} for b in p["bias"].astype(np.float64)])
+    pacemakers = {p["name"]: m.nest_pacemaker([pops[p["name"]]], (1,), p["bias"].astype(np.float64))
+                  for p in m.POPULATIONS}
     sources = dict(pops)
     if m.INPUT_ENCODING == "poisson":
         sources[m.INPUT_NAME] = nest.Create("spike_generator", int(np.prod(m.INPUT_SHAPE)))
@@ -138,22 +139,21 @@ def bare_seconds(snn, inputs, steps: int = 100, samples: int | None = None, thre
     for i, sample in enumerate(x):
         origin = round(nest.biological_time)
         for name, nodes in pops.items():
-            state = {"V_m": m.HOLD}
+            m.set_nodes(nodes, {"V_m": m.HOLD})
             if name in fed:
                 p = m.POPULATIONS[m.POPULATION_NAMES.index(name)]
                 current = p["bias"].astype(np.float64)
                 for syn in fed[name]:
                     current += m.apply_synapses(syn, sample.reshape(-1), len(nodes))
-                m.set_nodes(nodes, [dict(state, I_e=c) for c in current.tolist()])
-            else:
-                m.set_nodes(nodes, state)
+                m.set_pacemaker_current(pacemakers[name], current)
+            m.set_nodes(pacemakers[name]["generator"], m.pacemaker_times(origin, 0, steps))
         if m.INPUT_ENCODING == "poisson":
             u = m.poisson_input(sample, m.SEED, i, steps).reshape(steps, -1)
             m.set_nodes(sources[m.INPUT_NAME], _generator_times(u, origin - 1))
         for name, spikes in trains[i].items():
             if name in sources:
                 m.set_nodes(sources[name], _generator_times(spikes, origin))
-        nest.Simulate(1.0)  # one held step takes the new input current in
+        nest.Simulate(1.0)  # one held step
         for nodes in pops.values():
             m.set_nodes(nodes, {"V_m": 0.0})
         nest.Simulate(float(steps))
