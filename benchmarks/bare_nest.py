@@ -58,7 +58,7 @@ def _script_args(m, steps: int, batch: int):
     return args
 
 
-def recorded_trains(m, x: np.ndarray, steps: int, batch: int = 8) -> tuple[list[dict], list[np.ndarray]]:
+def recorded_trains(m, x: np.ndarray, steps: int, batch: int = 1) -> tuple[list[dict], list[np.ndarray]]:
     """(per sample: gate name → (T, cells) spikes it passed, per sample: the output's spike counts),
     from the exported script's own simulation."""
     args = _script_args(m, steps, min(batch, len(x)))
