@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parent.parent
 MODELS = ("ResNet50", "ResNet101", "DenseNet121", "InceptionV3", "VGG16", "MobileNetV2", "Xception")
 REFUSED = {"Xception": ("block2_pool", "no exact spiking construction")}  # model → what its refusal names
@@ -39,7 +41,6 @@ def build(name: str, path: Path, input_shape: tuple[int, ...] | None = None) -> 
     """Save a seeded ``keras.applications.<name>(weights=None)`` with random BN statistics and biases."""
     os.environ.setdefault("KERAS_BACKEND", "jax")
     import keras
-    import numpy as np
 
     keras.utils.set_random_seed(0)
     extra = {"input_shape": input_shape} if input_shape else {}
@@ -70,17 +71,13 @@ def last_line(log: Path) -> str:
     return lines[-1] if lines else ""
 
 
-def softmax(z: "np.ndarray") -> "np.ndarray":  # noqa: F821
-    import numpy as np
-
+def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
 def one(name: str, work: Path, run: str | None) -> bool:
     """Everything for one model, in this (child) process; prints one line per step."""
-    import numpy as np
-
     cli = [sys.executable, "-m", "snnexport"]
     model_path, net_path = work / f"{name}.keras", work / f"{name}.snn"
     t0 = time.perf_counter()
@@ -108,9 +105,7 @@ def one(name: str, work: Path, run: str | None) -> bool:
     return ok
 
 
-def compare(net_path: Path, x: "np.ndarray", expected: "np.ndarray") -> bool:  # noqa: F821
-    import numpy as np
-
+def compare(net_path: Path, x: np.ndarray, expected: np.ndarray) -> bool:
     from snnexport.network import Network
     from snnexport.simulator import ann_activations
 
