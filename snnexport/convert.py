@@ -123,10 +123,9 @@ class _Structure:
             made = ", ".join(_layer_names([self.by_name[n.inputs[0]] for n in signed]))
             raise SnnexportError(
                 f"max-pooling layer{'s' if len(signed) > 1 else ''} {pools} pool{'' if len(signed) > 1 else 's'} "
-                f"a signed tensor (the output of {made}, not rectified), which has no exact spiking construction: "
-                "a gate passes the spikes of each window's most active neuron, and spikes carry no sign; "
-                "a max-pool converts after a ReLU, or after padding, concatenation, addition or a positive "
-                "per-channel scale of rectified tensors")
+                f"a signed tensor (the output of {made}, not rectified), which has no exact spiking construction "
+                "(a gate passes the spikes of its window's most active neuron, and spikes carry no sign; "
+                "`snnexport --layers` says where max-pooling converts)")
 
     def _expand(self, name: str, spiking: set[str]) -> list[tuple[str, list[Op]]]:
         """(source, chain of linear ops) for every path from a spiking node or the input to ``name``."""
