@@ -251,9 +251,10 @@ def build_dilation() -> keras.Model:
 
 
 def build_misc() -> keras.Model:
-    """Rescaling, ReLU(max_value), Reshape, Dense on a rank-3 tensor, GlobalMaxPool2D keepdims, 1-D Concatenate on the length axis, Softmax layer, noise/dropout no-ops."""
+    """Rescaling, Normalization, ReLU(max_value), Reshape, Dense on a rank-3 tensor, GlobalMaxPool2D keepdims, 1-D Concatenate on the length axis, Softmax layer, noise/dropout no-ops."""
     x = keras.Input((6, 6, 2), name="pixels")
     y = L.Rescaling(2.0, offset=-0.5, name="rescale")(x)
+    y = L.Normalization(mean=[0.2, -0.1], variance=[0.5, 2.0], name="normalize")(y)
     y = L.GaussianNoise(0.1, name="noise")(y)
     y = Dense(5, name="dense_rank3")(y)  # acts on the last axis of (6, 6, 2)
     y = L.ReLU(max_value=0.8, name="relu_cap")(y)

@@ -133,11 +133,27 @@ def test_batchnorm_is_an_affine_node(zoo_files) -> None:
 def test_misc_layers(zoo_files) -> None:
     g = read_model(zoo_files["misc"][0]["h5"])
     assert g.node("relu_cap").op == ops.Activation("clip", max_value=0.8)
-    assert isinstance(g.node("rescale").op, ops.Affine)
+    assert isinstance(g.node("rescale").op, ops.Affine) and isinstance(g.node("normalize").op, ops.Affine)
     assert g.shapes["dense_rank3"] == (6, 6, 5)
     assert g.shapes["to_seq"] == (1, 4, 3)  # a 2-D Reshape target (L, C) is stored as (1, L, C)
     assert "noise" not in g.shapes and "sdrop" not in g.shapes  # inference no-ops leave no node
     assert g.node("seq_cat").op == ops.Concat(axis=1) and g.shapes["seq_cat"] == (1, 6, 2)
+
+
+@pytest.mark.parametrize("ext", FORMATS)
+def test_adapted_and_inverted_normalization(tmp_path: Path, ext: str) -> None:
+    rng = np.random.default_rng(4)
+    adapted = L.Normalization(name="adapted")
+    adapted.adapt(rng.normal(0.3, 2.0, (40, 4, 4, 2)).astype(np.float32))
+    model = keras.Sequential([keras.Input((4, 4, 2)), adapted,
+                              L.Normalization(mean=[1.0, -2.0], variance=[4.0, 0.25], invert=True, name="inverted"),
+                              L.Flatten(), zoo.Dense(2, name="out")])
+    model.get_layer("out").set_weights([rng.normal(size=(32, 2)).astype(np.float32), np.zeros(2, np.float32)])
+    model.save(tmp_path / f"m.{ext}")
+    x = rng.uniform(-1, 1, (3, 4, 4, 2)).astype(np.float32)
+    g = read_model(tmp_path / f"m.{ext}")
+    assert isinstance(g.node("adapted").op, ops.Affine) and isinstance(g.node("inverted").op, ops.Affine)
+    assert_matches(run_graph(g, x), model.predict(x, verbose=0))
 
 
 def test_nested_model_is_flattened(zoo_files) -> None:

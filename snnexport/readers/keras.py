@@ -331,7 +331,7 @@ def _per_channel(layer: Any, value: Any, c: int, what: str) -> np.ndarray:
         return np.full(c, arr.reshape(()), np.float32)
     if arr.shape[-1] == c and arr.size == c:
         return arr.reshape(c).astype(np.float32)
-    raise UnsupportedLayerError(f"layer {quote(layer.name)} (Rescaling) has a {what} of shape "
+    raise UnsupportedLayerError(f"layer {quote(layer.name)} ({type(layer).__name__}) has a {what} of shape "
                                 f"{arr.shape}; only a number or one value per channel is supported")
 
 
@@ -342,6 +342,27 @@ def _h_rescaling(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], p
     if not (np.isfinite(scale).all() and np.isfinite(offset).all()):
         raise SnnexportError(f"layer {quote(layer.name)} has NaN or Inf scale or offset")
     return b.emit(layer, path, [("affine", ops.Affine(scale=scale, offset=offset))], ins, out)
+
+
+def _h_normalization(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path: str) -> Ref:
+    """Normalization (adapted or given mean and variance): (x − mean) / max(√variance, ε), or its inverse."""
+    import keras
+
+    c, rank = ins[0].shape[-1], len(ins[0].kshape)
+    if tuple(layer.axis) not in ((-1,), (rank,)):
+        raise UnsupportedLayerError(f"layer {quote(layer.name)} (Normalization) normalizes axes {tuple(layer.axis)}; "
+                                    "only the last (channel) axis is supported")
+    if getattr(layer, "input_mean", None) is None:  # adapted: the file's variables, not Keras' deferred copies
+        mean, var = b.take(layer, layer.adapt_mean), b.take(layer, layer.adapt_variance)
+    else:
+        mean, var = np.asarray(layer.mean), np.asarray(layer.variance)
+    mean = _per_channel(layer, mean, c, "mean").astype(np.float64)
+    std = np.maximum(np.sqrt(_per_channel(layer, var, c, "variance").astype(np.float64)), keras.backend.epsilon())
+    scale, offset = (std, mean) if layer.invert else (1.0 / std, -mean / std)
+    if not (np.isfinite(scale).all() and np.isfinite(offset).all()):
+        raise SnnexportError(f"layer {quote(layer.name)} has a NaN, Inf or negative mean or variance")
+    op = ops.Affine(scale=scale.astype(np.float32), offset=offset.astype(np.float32))
+    return b.emit(layer, path, [("affine", op)], ins, out)
 
 
 def _h_binary(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path: str) -> Ref:
@@ -364,7 +385,7 @@ _HANDLERS: dict[str, Handler] = {
     "Activation": _h_activation, "ReLU": _h_relu, "Softmax": _h_softmax,
     "Flatten": _h_reshape, "Reshape": _h_reshape,
     "ZeroPadding1D": _h_zeropad, "ZeroPadding2D": _h_zeropad,
-    "Concatenate": _h_concat, "Add": _h_add, "Average": _h_add, "Subtract": _h_add, "Rescaling": _h_rescaling, "BinaryActivation": _h_binary,
+    "Concatenate": _h_concat, "Add": _h_add, "Average": _h_add, "Subtract": _h_add, "Rescaling": _h_rescaling, "Normalization": _h_normalization, "BinaryActivation": _h_binary,
     **{name: _h_noop for name in NO_OPS},
 }
 assert set(_HANDLERS) | {"InputLayer"} == set(SUPPORTED_LAYERS)

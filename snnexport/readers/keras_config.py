@@ -25,7 +25,7 @@ _CONVERTED = (
     "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
     "BatchNormalization", "Activation", "ReLU", "Softmax", "Flatten", "Reshape",
-    "ZeroPadding1D", "ZeroPadding2D", "Concatenate", "Add", "Average", "Subtract", "Rescaling", "BinaryActivation",
+    "ZeroPadding1D", "ZeroPadding2D", "Concatenate", "Add", "Average", "Subtract", "Rescaling", "Normalization", "BinaryActivation",
 )
 # Identity at inference: no node is made for them.
 NO_OPS = (
