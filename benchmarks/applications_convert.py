@@ -13,7 +13,9 @@ statistics and biases so that folding is exercised), in a child process of its o
    inputs in [0, 1]: max |ours − Keras| / (|Keras| + max |Keras| of that sample), target ≤ 1e-5 (the
    reader tests' rtol = 1e-5 with atol = 1e-5 × the largest output), and the elementwise maximum;
 4. the description exported to every writer (``snnexport NET.snn --to W``): time and size;
-5. with ``--run WRITER``: that writer's script for the first model run on one sample, ``--steps 5``.
+5. with ``--run WRITER``: that writer's script for the first model run on one sample, ``--steps 5``
+   (needs a big machine: these networks have millions of neurons and billions of synapses, ResNet50
+   9.1 M and 3.8 G; MobileNetV2's Nengo script was killed at 16.3 GiB RSS on a 23 GB machine).
 
 Usage: ``KERAS_BACKEND=jax python benchmarks/applications_convert.py [--models ResNet50 ...]
 [--run brian2] [--keep DIR]``. Exit status 1 if any check failed.
