@@ -72,3 +72,26 @@ def test_batches_keep_poisson_sign_clamp_and_softmax_draws_per_sample(zoo, tmp_p
     assert total_spikes(one) > 0 and (one["counts_0"] < 0).any()  # negative spikes did happen
     _assert_same_results(two, one)
     assert_agree(two, Reference().run(net, x, steps=STEPS, readout="softmax", seed=5))
+
+
+def test_gate_process_follows_gate_pass_for_every_copy(bundled, tmp_path):
+    """The script's MaxPoolGate against runtime.gate_pass, step by step, on random spikes of either sign
+    (a sign source: leaders lose spikes), for overlapping, padded windows and three copies at once."""
+    import importlib.util
+    _, net, _ = bundled
+    script = export("nengo", net, tmp_path / "snn_nengo.py")
+    spec = importlib.util.spec_from_file_location("snn_nengo", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    shape, copies, steps = (5, 6, 2), 3, 40
+    windows = runtime.gate_windows(shape, (3, 2), (2, 1), ((1, 1), (0, 1)))
+    n = int(np.prod(shape))
+    gate = module.MaxPoolGate("g", windows, n, copies)
+    size_out = (copies * len(windows),)
+    step = gate.make_step((copies * n,), size_out, 1.0, None, gate.make_state((copies * n,), size_out, 1.0))
+    spikes = np.random.default_rng(4).choice([-1.0, 0.0, 0.0, 1.0, 1.0], size=(steps, copies, n))
+    counts, since = np.cumsum(spikes, axis=0), runtime.last_change(spikes)
+    for t in range(steps):
+        expected = runtime.gate_pass(windows, counts[t], since[t], spikes[t])  # (copies, cells)
+        passed = step(float(t + 1), spikes[t].reshape(-1).astype(np.float32))
+        np.testing.assert_array_equal(passed.reshape(copies, -1), expected, err_msg=f"step {t + 1}")
