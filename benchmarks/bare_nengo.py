@@ -9,7 +9,8 @@ projections (``connect``: kernel products, scalar and Sparse transforms, the one
 gates and one probe (the output's spikes): each projection from a gate starts at a nengo.Node that
 replays the gate's recorded output, so every projection carries the spikes it carries in the script.
 It is built once and run batch after batch (sim.reset() between them) like the script; the time is
-that of the runs, per sample. ``bare_seconds(snn, inputs, steps=, samples=)`` is what
+that of the runs and of the input currents (W * x, once per batch), per sample; ``--cpu`` gives CPU
+time, which varies less than the wall clock on a shared machine. ``bare_seconds(snn, inputs, steps=, samples=)`` is what
 benchmarks/script_speed.py calls.
 """
 
@@ -134,22 +135,25 @@ def bare(script: Path, inputs: Path, steps: int, samples: int, batch: int | None
     start = time.perf_counter()
     sim, currents, replays = bare_network(module, args, trains)
     build = time.perf_counter() - start
-    run = 0.0
+    run = cpu = 0.0
     for k, first in enumerate(range(0, samples, args.batch)):
+        start, start_cpu = time.perf_counter(), time.process_time()  # W * x of the input counts, as in the script
         for current in currents.values():
             current.present(x[first:first + args.batch], args.batch)
         for replay in replays:
             replay.batch = k
-        start = time.perf_counter()
         sim.reset(seed=args.seed)
         sim.run_steps(steps, progress_bar=False)
-        run += time.perf_counter() - start
-    return {"seconds_per_sample": run / samples, "build_seconds": build, "batch": args.batch}
+        run, cpu = run + time.perf_counter() - start, cpu + time.process_time() - start_cpu
+    # CPU seconds as well: on a shared machine they vary less than the wall clock
+    return {"seconds_per_sample": run / samples, "cpu_seconds_per_sample": cpu / samples, "build_seconds": build,
+            "batch": args.batch}
 
 
 def bare_seconds(snn: Path, inputs: Path, *, steps: int = 100, samples: int | None = None,
-                 batch: int | None = None) -> float:
-    """Seconds per sample of the bare Nengo network of ``snn`` on the first ``samples`` of ``inputs``."""
+                 batch: int | None = None, cpu: bool = False) -> float:
+    """Seconds per sample (wall clock, or with ``cpu`` CPU time) of the bare Nengo network of ``snn`` on the
+    first ``samples`` of ``inputs``, in batches of ``batch`` (default: the script's own choice)."""
     inputs = Path(inputs).resolve()
     samples = int(samples if samples is not None else len(np.load(inputs, mmap_mode="r")))
     env = dict(os.environ, KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "jax"))
@@ -162,7 +166,8 @@ def bare_seconds(snn: Path, inputs: Path, *, steps: int = 100, samples: int | No
                               env=env, cwd=tmp)
         if proc.returncode != 0:
             raise SystemExit(f"bare_nengo: the bare network failed:\n{proc.stderr[-3000:]}")
-    return float(json.loads(proc.stdout.strip().splitlines()[-1])["seconds_per_sample"])
+    measured = json.loads(proc.stdout.strip().splitlines()[-1])
+    return float(measured["cpu_seconds_per_sample" if cpu else "seconds_per_sample"])
 
 
 def main() -> None:
@@ -172,14 +177,17 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("-n", type=int, default=None, help="samples (default: all)")
     p.add_argument("--batch", type=int, default=None, help="copies per batch (default: the script's own choice)")
+    p.add_argument("--cpu", action="store_true", help="CPU time instead of wall-clock time")
     p.add_argument("--replay", action="store_true", help=argparse.SUPPRESS)  # internal: net is the exported script
     args = p.parse_args()
     n = args.n if args.n is not None else len(np.load(args.inputs, mmap_mode="r"))
     if args.replay:
         print(json.dumps(bare(Path(args.net), Path(args.inputs), args.steps, n, args.batch)))
     else:
-        seconds = bare_seconds(Path(args.net), Path(args.inputs), steps=args.steps, samples=n, batch=args.batch)
-        print(f"bare Nengo network: {1000 * seconds:.1f} ms per sample ({n} samples, T = {args.steps})")
+        seconds = bare_seconds(Path(args.net), Path(args.inputs), steps=args.steps, samples=n, batch=args.batch,
+                               cpu=args.cpu)
+        print(f"bare Nengo network: {1000 * seconds:.1f} ms {'of CPU ' if args.cpu else ''}per sample "
+              f"({n} samples, T = {args.steps})")
 
 
 if __name__ == "__main__":
