@@ -91,20 +91,28 @@ class Replay:
 
 
 def bare_network(module, args, trains: dict[str, list]):
-    """(simulator, input currents, replay nodes' functions): the script's network without gates, one probe."""
+    """(simulator, ensembles, input currents, replay nodes' functions): the script's network without gates,
+    one probe."""
     import nengo
+    if module.INPUT_ENCODING != "analog":
+        raise SystemExit("bare_nengo: only analog input is replayed")
     copies = args.batch
     nengo.rc.set("precision", "bits", str(args.precision))
+    fed_by_input = {p["target"] for p in module.PROJECTIONS if p["source"] == module.INPUT_NAME}
     ensembles, currents, replays, sent_from = {}, {}, [], {}
     with nengo.Network(seed=args.seed) as network:
         for pop in module.POPULATIONS:
             n = int(np.prod(pop["shape"]))
+            driven = pop["name"] in fed_by_input  # as in the script: the input's current (and the bias) as drive
             neuron_type = module.IntegrateAndFire(
                 module.THRESHOLD, module.RESET, sign=pop["activation"] == "sign",
                 fire=not (pop["name"] == module.OUTPUT and args.readout in ("membrane", "softmax")),
-                hold_steps=module.CLAMP * pop["depth"], copies=copies)
+                hold_steps=module.CLAMP * pop["depth"], copies=copies, driven=driven)
+            if driven:
+                currents[pop["name"]] = module.InputCurrent(pop["bias"], copies)
+            bias = np.zeros(copies * n) if driven else np.tile(pop["bias"], copies)
             ensembles[pop["name"]] = nengo.Ensemble(
-                copies * n, 1, neuron_type=neuron_type, gain=np.ones(copies * n), bias=np.tile(pop["bias"], copies),
+                copies * n, 1, neuron_type=neuron_type, gain=np.ones(copies * n), bias=bias,
                 encoders=np.ones((copies * n, 1)), eval_points=np.zeros((1, 1)))
         for gate in module.GATES:
             replays.append(Replay(trains[gate["name"]]))
@@ -116,19 +124,16 @@ def bare_network(module, args, trains: dict[str, list]):
             sent_from[name] = delayed
         for projection in module.PROJECTIONS:
             target = ensembles[projection["target"]]
-            if projection["source"] == module.INPUT_NAME:  # the analog input's constant current, as the script
-                if module.INPUT_ENCODING != "analog":
-                    raise SystemExit("bare_nengo: only analog input is replayed")
-                zero_bias = np.zeros(target.n_neurons // copies)  # the ensemble has the bias
-                current = currents.setdefault(projection["target"], module.InputCurrent(zero_bias, copies))
-                current.taps.append(module.kernel_taps(*module.synapses_of(projection)))
+            if projection["source"] == module.INPUT_NAME:
+                pre, post, weight = module.synapses_of(projection)
+                if len(pre):
+                    currents[projection["target"]].taps.append(module.kernel_taps(pre, post, weight,
+                                                                                  target.n_neurons // copies))
                 continue
             module.connect(sent_from[projection["source"]], target, projection, copies, True)
-        for name, current in currents.items():
-            nengo.Connection(nengo.Node(current, size_out=ensembles[name].n_neurons), ensembles[name].neurons,
-                             synapse=None)
         nengo.Probe(ensembles[module.OUTPUT].neurons, "output")
-    return nengo.Simulator(network, dt=module.DT, optimize=False, progress_bar=False), currents, replays
+    sim = nengo.Simulator(network, dt=module.DT, optimize=False, progress_bar=False)
+    return sim, ensembles, currents, replays
 
 
 def bare(script: Path, inputs: Path, steps: int, samples: int, batch: int | None) -> dict:
@@ -138,7 +143,7 @@ def bare(script: Path, inputs: Path, steps: int, samples: int, batch: int | None
     args, trains = record(module, argv + (["--batch", str(batch)] if batch else []))
     x = np.load(inputs, mmap_mode="r")[:samples].reshape(samples, -1).astype(np.float32)
     start = time.perf_counter()
-    sim, currents, replays = bare_network(module, args, trains)
+    sim, ensembles, currents, replays = bare_network(module, args, trains)
     build = time.perf_counter() - start
     run = cpu = 0.0
     for k, first in enumerate(range(0, samples, args.batch)):
@@ -148,6 +153,8 @@ def bare(script: Path, inputs: Path, steps: int, samples: int, batch: int | None
         for replay in replays:
             replay.batch = k
         sim.reset(seed=args.seed)
+        for name, current in currents.items():
+            sim.signals[sim.model.sig[ensembles[name].neurons]["drive"]][...] = current.value
         sim.run_steps(steps, progress_bar=False)
         run, cpu = run + time.perf_counter() - start, cpu + time.process_time() - start_cpu
     # CPU seconds as well: on a shared machine they vary less than the wall clock
