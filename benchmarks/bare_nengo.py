@@ -173,7 +173,8 @@ def bare_seconds(snn: Path, inputs: Path, *, steps: int = 100, samples: int | No
         script = Path(tmp) / SCRIPT
         subprocess.run([sys.executable, "-m", "snnexport", str(snn), "--to", "nengo", "-o", str(script)],
                        check=True, capture_output=True, env=env)
-        cmd = [sys.executable, __file__, "--replay", str(script), str(inputs), "--steps", str(steps), "-n", str(samples)]
+        cmd = [sys.executable, __file__, "--replay", str(script), str(inputs), "--steps", str(steps),
+               "-n", str(samples)]
         proc = subprocess.run(cmd + (["--batch", str(batch)] if batch else []), capture_output=True, text=True,
                               env=env, cwd=tmp)
         if proc.returncode != 0:
