@@ -48,7 +48,8 @@ def test_timeline_orders_actions_within_a_sample():
     assert quiet[12] == [("sleep", "a")]
 
 
-def assert_batches_agree(writer: str, net, x: np.ndarray, folder, batch: int, steps: int, per_step: bool = True) -> dict:
+def assert_batches_agree(writer: str, net, x: np.ndarray, folder, batch: int, steps: int,
+                         per_step: bool = True) -> dict:
     """The script's results at --batch 1 and --batch ``batch`` are identical arrays (a last, smaller
     batch included when len(x) is no multiple), and agree with the reference simulator's
     (backends.assert_agree; ``per_step=False`` for a large network, as the writer contract does)."""
