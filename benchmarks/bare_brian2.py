@@ -7,10 +7,9 @@ trains of every population and max-pool gate. The bare network then has the scri
 (``population_group``) and synapses (``projection_synapses``), but no gates and one monitor (the
 output's spikes): each projection is driven by a SpikeGeneratorGroup replaying the recorded trains
 of its source, so every synapse carries the events it carries in the script. The samples run one
-after the other in ONE run of one network (sample s in steps s*T ... s*T + T - 1; the neurons are
-not reset in between, which changes no event a synapse carries), built and compiled once; the time
-is Brian2's own time for that run (cpp_standalone: the binary's simulation loop, without loading
-and writing arrays), per sample. The populations fed by the analog input keep the first sample's
+after the other in ONE run of one network (sample s in steps s*T ... s*T + T - 1, the neurons reset
+in between as in the script), built and compiled once; the time is Brian2's own time for that run
+(cpp_standalone: the binary's simulation loop, without loading and writing arrays), per sample. The populations fed by the analog input keep the first sample's
 current: they feed only gates, whose output is replayed, so their spikes go nowhere.
 
 ``bare_seconds(snn, inputs, steps=, samples=)`` is what benchmarks/script_speed.py calls.
@@ -160,7 +159,8 @@ def main() -> None:
         print(json.dumps(bare(Path(args.net), Path(args.inputs), Path(args.replay), args.steps, n, args.device)))
     else:
         seconds = bare_seconds(Path(args.net), Path(args.inputs), steps=args.steps, samples=n, device=args.device)
-        print(f"bare Brian2 network ({args.device}): {1000 * seconds:.1f} ms per sample ({n} samples, T = {args.steps})")
+        print(f"bare Brian2 network ({args.device}): {1000 * seconds:.1f} ms per sample "
+              f"({n} samples, T = {args.steps})")
 
 
 if __name__ == "__main__":
