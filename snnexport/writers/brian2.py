@@ -26,12 +26,14 @@ from ..network import Network
 from .base import NATIVE, WriteOptions
 from .script import ScriptWriter
 
-# The scripts' default device and why (measured on the bundled LeNet with benchmarks/script_speed.py);
-# --device/--target choose another.
+# The scripts' default device and why. Measured on the bundled LeNet, T = 100, 100 MNIST test images
+# (benchmarks/script_speed.py, a loaded 2-core machine): the runtime device with numpy about as fast
+# as the scripts of 83b90cc (535-568 against 577 ms per image), cpp_standalone 79-89 ms per image
+# after a 33-70 s compilation (4-5x faster than 83b90cc's script run beside it); --device/--target
+# choose another.
 DEFAULT_DEVICE = "runtime"
 DEFAULT_TARGET = "numpy"
-DEFAULT_REASON = ("nothing to compile; cpp_standalone compiles for about half a minute once and then "
-                  "runs several times faster: for hundreds of samples or more")
+DEFAULT_REASON = "nothing to compile; cpp_standalone compiles once (about a minute), then runs about 4x faster"
 # --batch by default: copies of the network whose synapses fit this memory, at most MAX_BATCH
 MEMORY_BUDGET = 2 ** 30
 BYTES_PER_SYNAPSE = 50  # Brian2's memory per synapse, runtime and cpp_standalone, measured on the LeNet
