@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import importlib.util
 import json
 import os
 import shutil
@@ -31,21 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-SCRIPT = "snn_brian2.py"  # not "brian2.py": the script must not shadow its simulator
-
-
-def _load_script(path: Path):
-    """The exported script as a module (its main() is not run)."""
-    spec = importlib.util.spec_from_file_location("snn_brian2", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from bare_common import export_script, load_script
 
 def record(script: Path, inputs: Path, out: Path, steps: int, samples: int) -> None:
     """Runs the exported script on the samples (runtime device) and saves every group's spike trains:
     per population or gate name, (sample * steps + step, neuron) of each spike."""
-    module = _load_script(script)
+    module = load_script(script)
     trains: dict[str, list] = {}
     original = module.results_of
 
@@ -75,7 +65,7 @@ def record(script: Path, inputs: Path, out: Path, steps: int, samples: int) -> N
 
 def bare(script: Path, inputs: Path, trains_file: Path, steps: int, samples: int, device: str) -> dict:
     """Builds and runs the bare network; returns its seconds (run per sample, build)."""
-    module = _load_script(script)
+    module = load_script(script)
     from brian2 import Network, SpikeGeneratorGroup, SpikeMonitor, defaultclock, prefs, set_device
     import brian2
     folder = None
@@ -127,12 +117,11 @@ def bare(script: Path, inputs: Path, trains_file: Path, steps: int, samples: int
 def bare_seconds(snn: Path, inputs: Path, *, steps: int = 100, samples: int | None = None,
                  device: str = "cpp_standalone") -> float:
     """Seconds per sample of the bare Brian2 network of ``snn`` on the first ``samples`` of ``inputs``."""
+    inputs = Path(inputs).resolve()
     samples = int(samples if samples is not None else len(np.load(inputs, mmap_mode="r")))
     env = dict(os.environ, KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "jax"))
     with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / SCRIPT
-        subprocess.run([sys.executable, "-m", "snnexport", str(snn), "--to", "brian2", "-o", str(script)],
-                       check=True, capture_output=True, env=env)
+        script = export_script(snn, "brian2", Path(tmp))
         trains = Path(tmp) / "trains.npz"
         common = [str(script), str(inputs), "--steps", str(steps), "-n", str(samples)]
         subprocess.run([sys.executable, __file__, "--record", str(trains), *common], check=True, capture_output=True,

@@ -13,7 +13,6 @@ import shutil
 import numpy as np
 import pytest
 
-import model_zoo
 from backends import Reference, Script, assert_agree, with_options
 from conftest import BUNDLED_SAMPLES, needs
 from script_runner import export, run_for_results
