@@ -17,7 +17,6 @@ benchmarks/script_speed.py calls.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -33,16 +32,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-SCRIPT = "snn_nengo.py"  # not "nengo.py": the script must not shadow its simulator
-
-
-def _load_script(path: Path):
-    """The exported script as a module (its main() is not run)."""
-    spec = importlib.util.spec_from_file_location("snn_nengo", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from bare_common import export_script, load_script  # noqa: E402
 
 def record(module, argv: list[str]) -> tuple[object, dict[str, list]]:
     """Runs the script (its main(), with ``argv``) and returns its parsed options and, per gate name, the
@@ -138,7 +128,7 @@ def bare_network(module, args, trains: dict[str, list]):
 
 def bare(script: Path, inputs: Path, steps: int, samples: int, batch: int | None) -> dict:
     """Records the script's gates, builds the bare network and runs it; returns its seconds."""
-    module = _load_script(script)
+    module = load_script(script)
     argv = ["--input", str(inputs), "-n", str(samples), "--steps", str(steps)]
     args, trains = record(module, argv + (["--batch", str(batch)] if batch else []))
     x = np.load(inputs, mmap_mode="r")[:samples].reshape(samples, -1).astype(np.float32)
@@ -170,9 +160,7 @@ def bare_seconds(snn: Path, inputs: Path, *, steps: int = 100, samples: int | No
     samples = int(samples if samples is not None else len(np.load(inputs, mmap_mode="r")))
     env = dict(os.environ, KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "jax"))
     with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / SCRIPT
-        subprocess.run([sys.executable, "-m", "snnexport", str(snn), "--to", "nengo", "-o", str(script)],
-                       check=True, capture_output=True, env=env)
+        script = export_script(snn, "nengo", Path(tmp))
         cmd = [sys.executable, __file__, "--replay", str(script), str(inputs), "--steps", str(steps),
                "-n", str(samples)]
         proc = subprocess.run(cmd + (["--batch", str(batch)] if batch else []), capture_output=True, text=True,
