@@ -5,7 +5,8 @@
 
 For each model the network is converted once (a .snn) and every writer exports its script. Each
 script runs the first N test images as a user runs it (a subprocess; build and simulation seconds
-come from its results file) at --batch 1 and at the batch it picks itself; the reference simulator
+come from its results file) at --batch 1 and at the batch it picks itself (Brian2 also as
+cpp_standalone, compilation counted in its build seconds); the reference simulator
 runs the same images in the same run. With --baseline REV the scripts that commit's snnexport
 exports from the same .snn run too (its package is taken with `git archive`), and every time is
 also given as a ratio to them. Where ``benchmarks/bare_<sim>.py`` exists, the simulator's bare
@@ -127,7 +128,7 @@ def bench_model(name: str, spec: dict, args: argparse.Namespace, work: Path, old
     np.save(inputs, x)
     ref_ms, ref = reference_run(snn, x, args.steps)
     print(f"{name}: T = {args.steps}, {len(x)} images; reference simulator {ref_ms:.2f} ms per image", flush=True)
-    print(f"  {'simulator':9s} {'script':22s} {'batch':>5s} {'build s':>8s} {'ms/image':>9s} {'vs old':>7s} "
+    print(f"  {'simulator':9s} {'script':24s} {'batch':>5s} {'build s':>8s} {'ms/image':>9s} {'vs old':>7s} "
           f"{'vs bare':>7s} {'identical':>10s} {'same class':>10s}")
     for sim in args.sims:
         rows = []
@@ -141,6 +142,9 @@ def bench_model(name: str, spec: dict, args: argparse.Namespace, work: Path, old
         run(cmd, env, cwd=work)
         rows.append(("this commit, --batch 1", time_script(script, inputs, folder / f"b1_{sim}.npz", "--batch", "1")))
         rows.append(("this commit, default", time_script(script, inputs, folder / f"bd_{sim}.npz")))
+        if sim == "brian2" and args.standalone:  # compiled C++; its build seconds include the compilation
+            rows.append(("cpp_standalone, default", time_script(script, inputs, folder / f"sa_{sim}.npz",
+                                                                "--device", "cpp_standalone")))
         old_ms = rows[0][1]["ms"] if old is not None else None
         bare_ms = bare(sim, snn, inputs, args.steps, len(x)) if args.bare else None
         for label, r in rows:
@@ -148,10 +152,10 @@ def bench_model(name: str, spec: dict, args: argparse.Namespace, work: Path, old
             vs_old = f"{old_ms / r['ms']:6.1f}x" if old_ms else "      -"
             vs_bare = f"{r['ms'] / bare_ms:6.2f}x" if bare_ms else "      -"
             build = f"{r['build']:8.2f}" if r["build"] is not None else "       -"
-            print(f"  {sim:9s} {label:22s} {r['batch']:5d} {build} {r['ms']:9.1f} {vs_old} {vs_bare} "
+            print(f"  {sim:9s} {label:24s} {r['batch']:5d} {build} {r['ms']:9.1f} {vs_old} {vs_bare} "
                   f"{100 * ident:9.4f}% {100 * same:9.2f}%", flush=True)
         if bare_ms:
-            print(f"  {sim:9s} {'bare network':22s} {'':5s} {'':8s} {bare_ms:9.1f}", flush=True)
+            print(f"  {sim:9s} {'bare network':24s} {'':5s} {'':8s} {bare_ms:9.1f}", flush=True)
 
 
 def main() -> None:
@@ -162,6 +166,8 @@ def main() -> None:
     p.add_argument("--sims", default=",".join(SIMS))
     p.add_argument("--baseline", default="83b90cc", help="commit whose scripts to compare with ('' for none)")
     p.add_argument("--no-bare", dest="bare", action="store_false", help="skip the bare networks")
+    p.add_argument("--no-standalone", dest="standalone", action="store_false",
+                   help="skip Brian2's cpp_standalone row (it compiles for a minute or so)")
     p.add_argument("--keep", help="folder for the scripts and results (default: a temporary one)")
     args = p.parse_args()
     args.sims = [s for s in args.sims.split(",") if s]

@@ -172,6 +172,7 @@ def _convert_parser() -> argparse.ArgumentParser:
                    help="largest encoded weights embedded in a script; above it they go to a .npz "
                         "beside -o (default 8)")
     p.add_argument("--capabilities", action="store_true", help="print the writer's capability table and exit")
+    p.add_argument("--layers", action="store_true", help="print the Keras layers and activations that convert, and exit")
     p.add_argument("--version", action="version", version=f"snnexport {__version__}")
     return p
 
@@ -205,6 +206,10 @@ def convert_command(argv: list[str]) -> int:
     from . import writers
     from .writers.base import WriteOptions
     writer = writers.get(args.to)
+    if args.layers:
+        from .readers.keras_config import supported_text
+        print(supported_text())
+        return 0
     if args.capabilities:
         print_capabilities(writer)
         return 0

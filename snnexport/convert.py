@@ -30,6 +30,9 @@ from .ops import Activation, Add, Affine, Concat, Conv2D, Dense, Embed, MaxPool,
 from .simplify import simplify
 
 DEFAULT_PERCENTILE = 99.9
+# Largest weight bound used as λ: activation / λ must stay a normal float32 (≥ 1.2e-38) in every
+# simulator, with room for activations far below their bound.
+MAX_BOUND = 1e30
 
 
 def convert(graph: Graph, calibration: np.ndarray | None = None, percentile: float = DEFAULT_PERCENTILE,
@@ -54,12 +57,25 @@ def convert(graph: Graph, calibration: np.ndarray | None = None, percentile: flo
         lambdas = percentile_scales(graph, structure.spiking, calibration, percentile)
         norm = Normalization("percentile", percentile, len(calibration), data_sha256)
     else:
-        print("snnexport: warning: no calibration data: normalizing by a bound computed from the weights "
-              "(inputs assumed in [-1, 1]); firing rates will be low and accuracy may need many steps. "
-              "Pass --calibration for the paper's percentile normalization.", file=sys.stderr)
-        lambdas = bound_scales(graph.input_name, structure.spiking, structure.paths, structure.bias)
-        norm = Normalization("model-bound")
+        lambdas, norm = _uncalibrated(graph, structure)
     return structure.build(lambdas, reset, encoding, norm, provenance or Provenance(), consume)
+
+
+def _uncalibrated(graph: Graph, structure: "_Structure") -> tuple[dict[str, float], Normalization]:
+    """λ without data: the weight bound, unless it is so large that float32 cannot carry activation / λ
+    (deep ReLU networks: the bound multiplies at every layer); then the ANN's own weights (λ = 1)."""
+    lambdas = bound_scales(graph.input_name, structure.spiking, structure.paths, structure.bias)
+    worst = next((n for n, v in lambdas.items() if v > MAX_BOUND), max(lambdas, key=lambdas.__getitem__))
+    advice = "Pass --calibration for the paper's percentile normalization."
+    if lambdas[worst] <= MAX_BOUND:
+        print("snnexport: warning: no calibration data: normalizing by a bound computed from the weights "
+              f"(inputs assumed in [-1, 1]); firing rates will be low and accuracy may need many steps. {advice}",
+              file=sys.stderr)
+        return lambdas, Normalization("model-bound")
+    print(f"snnexport: warning: no calibration data, and the weight bound on the activations of layer "
+          f"{graph.node(worst).keras_layer or worst!r} is {lambdas[worst]:.1e}, beyond what float32 rates can "
+          f"carry: the weights are kept unnormalized (λ = 1), so populations may saturate. {advice}", file=sys.stderr)
+    return {n.name: 1.0 for n in structure.spiking}, Normalization("none")
 
 
 def _with_output_activation(graph: Graph) -> Graph:
@@ -83,24 +99,33 @@ class _Structure:
         names = {n.name for n in self.spiking}
         self.paths: dict[str, list[tuple[str, list[Op]]]] = {}
         self.bias: dict[str, np.ndarray] = {}
+        self._check(names)
         for n in self.spiking:
-            self._check(n, names)
             if isinstance(n.op, Activation):
                 self.paths[n.name] = self._expand(n.inputs[0], names)
                 self.bias[n.name] = self._constant(n.inputs[0], names)
         self.depth = self._depths()
 
-    def _check(self, n: Node, spiking: set[str]) -> None:
-        label = f"layer {n.keras_layer or n.name!r}"
-        if isinstance(n.op, MaxPool):
-            src = n.inputs[0]
-            if src == self.graph.input_name:
+    def _check(self, spiking: set[str]) -> None:
+        """Refuse what has no spiking counterpart: one line naming every such layer."""
+        signed: list[Node] = []
+        for n in self.spiking:
+            label = f"layer {n.keras_layer or n.name!r}"
+            if isinstance(n.op, MaxPool) and n.inputs[0] == self.graph.input_name:
                 raise SnnexportError(f"{label}: max-pooling of the input image is not supported "
                                      "(the spiking max-pool gates spikes, and the analog input has none)")
-            if src not in spiking:
-                raise SnnexportError(f"{label}: max-pooling of a linear (non-rectified) tensor is not supported")
-        elif n.op.function in OUTPUT_ONLY and n.name != self.graph.output:
-            raise SnnexportError(f"{label}: a {n.op.function} activation is supported only as the output layer")
+            if isinstance(n.op, MaxPool) and n.inputs[0] not in spiking:
+                signed.append(n)
+            elif isinstance(n.op, Activation) and n.op.function in OUTPUT_ONLY and n.name != self.graph.output:
+                raise SnnexportError(f"{label}: a {n.op.function} activation is supported only as the output layer")
+        if signed:
+            pools = ", ".join(_layer_names(signed))
+            made = ", ".join(_layer_names([self.by_name[n.inputs[0]] for n in signed]))
+            raise SnnexportError(
+                f"max-pooling layer{'s' if len(signed) > 1 else ''} {pools} pool{'' if len(signed) > 1 else 's'} "
+                f"a signed tensor (the output of {made}, not rectified), which has no exact spiking construction "
+                "(a gate passes the spikes of its window's most active neuron, and spikes carry no sign; "
+                "`snnexport --layers` says where max-pooling converts)")
 
     def _expand(self, name: str, spiking: set[str]) -> list[tuple[str, list[Op]]]:
         """(source, chain of linear ops) for every path from a spiking node or the input to ``name``."""
@@ -185,6 +210,12 @@ class _Structure:
                 projections.append(Projection(src, n.name, _fold_chain(chain, float(out[src]) / lt, own)))
         return Network(InputSpec(g.input_name, tuple(g.input_shape), encoding), nodes, projections, g.output,
                        Neuron(1.0, reset), Settings(), norm, provenance)
+
+
+def _layer_names(nodes: list[Node], shown: int = 4) -> list[str]:
+    """Distinct layer names, quoted, at most ``shown`` of them and a count of the rest."""
+    names = list(dict.fromkeys(repr(n.keras_layer or n.name) for n in nodes))
+    return names[:shown] + ([f"{len(names) - shown} more"] if len(names) > shown else [])
 
 
 def _fold_chain(chain: list[Op], factor: float, own: set[int]) -> list[Op]:

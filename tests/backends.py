@@ -34,17 +34,7 @@ REFERENCE = "reference"
 # end: (back end, test) → the defect, in the writer (snnexport/writers), not in the test. conftest.py
 # marks each a strict xfail: the test keeps its exact assertions, is reported (XFAIL) in every run, and
 # fails (XPASS) as soon as the writer is fixed, so that the entry must then go. An entry needs a diagnosis.
-_NEST_LEAK = ("NEST is not exactly non-leaky at tau_m = 2**53 (nest_common.TAU_M): its voltage propagator "
-              "exp(-1/2**53) is 1 - 2**-53, so V loses about one ulp a step and a V that reaches θ = 1 exactly "
-              "(t·z for z = 1/8, 1/4, 3/8) stays below it: the spike comes a step late")
-_PYNN_ONE_SIGN_NEURON = ("PyNN's OneToOneConnector fails on two one-neuron populations (numpy: 'Calling nonzero "
-                         "on 0d arrays'): the pynn script cannot build a sign population of one neuron")
-KNOWN_DEFECTS = {
-    **{(writer, test): _NEST_LEAK for writer in ("nest", "pynn") for test in (
-        "test_constant_input_spikes_floor_tz_times", "test_reset_to_zero_loses_the_residual",
-        "test_gate_passes_the_most_active_cell_only", "test_count_readout_ties_go_to_the_larger_membrane_potential")},
-    ("pynn", "test_padded_gate_cells_never_win"): _PYNN_ONE_SIGN_NEURON,
-}
+KNOWN_DEFECTS: dict[tuple[str, str], str] = {}
 
 
 def names() -> list[str]:

@@ -251,9 +251,10 @@ def build_dilation() -> keras.Model:
 
 
 def build_misc() -> keras.Model:
-    """Rescaling, ReLU(max_value), Reshape, Dense on a rank-3 tensor, GlobalMaxPool2D keepdims, 1-D Concatenate on the length axis, Softmax layer, noise/dropout no-ops."""
+    """Rescaling, Normalization, ReLU(max_value), Reshape, Dense on a rank-3 tensor, GlobalMaxPool2D keepdims, 1-D Concatenate on the length axis, Softmax layer, noise/dropout no-ops."""
     x = keras.Input((6, 6, 2), name="pixels")
     y = L.Rescaling(2.0, offset=-0.5, name="rescale")(x)
+    y = L.Normalization(mean=[0.2, -0.1], variance=[0.5, 2.0], name="normalize")(y)
     y = L.GaussianNoise(0.1, name="noise")(y)
     y = Dense(5, name="dense_rank3")(y)  # acts on the last axis of (6, 6, 2)
     y = L.ReLU(max_value=0.8, name="relu_cap")(y)
@@ -326,9 +327,30 @@ def build_sequence() -> keras.Model:
     ], name="sequence"), 32)
 
 
+def build_pooled_blocks() -> keras.Model:
+    """The max-pools of keras.applications, on 10x10x2: ResNet's stem (BN → ReLU → ZeroPadding → MaxPool),
+    Inception's MaxPool of a Concatenate (one branch a SeparableConv2D), a MaxPool of an Average of ReLUs and
+    a MaxPool after ReLU → BatchNormalization (positive scale), whose ReLU rectifies a Subtract."""
+    x = keras.Input((10, 10, 2), name="img")
+    h = L.ReLU(name="stem_relu")(L.BatchNormalization(name="stem_bn")(Conv2D(4, 3, padding="same", name="stem")(x)))
+    h = L.MaxPooling2D(3, strides=2, name="stem_pool")(L.ZeroPadding2D(1, name="stem_pad")(h))
+    a = Conv2D(3, 1, activation="relu", name="a")(h)
+    b = L.SeparableConv2D(3, 3, padding="same", activation="relu", depthwise_initializer="zeros",
+                          pointwise_initializer="zeros", name="sep")(h)
+    h = L.MaxPooling2D(2, strides=1, name="cat_pool")(L.Concatenate(name="cat")([a, b]))
+    s = L.Average(name="mean")([Conv2D(4, 1, activation="relu", name="c")(h), Conv2D(4, 1, activation="relu", name="d")(h)])
+    h = L.MaxPooling2D(2, strides=1, padding="same", name="mean_pool")(s)
+    h = L.ReLU(name="diff_relu")(L.Subtract(name="diff")([Conv2D(3, 1, name="e")(h), Conv2D(3, 3, padding="same", name="f")(h)]))
+    h = L.BatchNormalization(name="bn")(h)
+    h = L.MaxPooling2D(2, name="bn_pool")(h)
+    return randomize(keras.Model(x, Dense(4, activation="softmax", name="out")(L.Flatten(name="flat")(h)),
+                                 name="pooled_blocks"), 33)
+
+
 # Models every simulator writer is tested on: each converts into a spiking network (the zoo's
 # inception and conv1d max-pool a non-spiking tensor, which the converter refuses).
-SPIKING = ("lenet", "branches", "residual", "sequence", "depthwise", "zero_padding", "maxpool_stride", "avgpool")
+SPIKING = ("lenet", "branches", "residual", "sequence", "depthwise", "zero_padding", "maxpool_stride", "avgpool",
+           "pooled_blocks")
 
 BUILDERS = {
     "lenet": build_lenet,
@@ -347,4 +369,5 @@ BUILDERS = {
     "hostile_names": build_hostile_names,
     "branches": build_branches,
     "sequence": build_sequence,
+    "pooled_blocks": build_pooled_blocks,
 }

@@ -140,3 +140,87 @@ def test_maxpool_before_relu_is_reordered():
 def test_unsupported_structures_are_refused(bad, message):
     with pytest.raises(SnnexportError, match=message):
         convert(Graph("in", (6, 6, 1), bad, bad[-1].name), None)
+
+
+# --- max-pooling of tensors that are not populations (keras.applications, issue 14) ------------------
+
+def test_the_max_pools_of_the_applications_become_gates_and_keep_the_function(zoo):
+    """ResNet's padded stem pool, Inception's pool of a concatenation, a pool of a sum of ReLUs and one
+    after ReLU → BatchNormalization: all gates, and the description's ANN is Keras' function."""
+    import model_zoo
+    net, x = zoo("pooled_blocks")
+    gates = {n.name: n.source for n in net.nodes if isinstance(n, Gate)}
+    assert gates["stem_pool"] == "stem_relu" and net.node("stem_pool").padding == ((1, 1), (1, 1))
+    assert sorted(v for k, v in gates.items() if k.startswith("cat_pool")) == ["a", "sep"]
+    assert net.node(gates["mean_pool:pooled"]).activation == "relu"  # the one population the sum needed
+    assert gates["bn_pool:pooled"] == "diff_relu"
+    assert len(gates) == 5 and len(net.populations) == 8
+    want = model_zoo.build_pooled_blocks().predict(x, verbose=0)
+    from snnexport.simulator import ann_activations
+    z = ann_activations(net, x)[net.output] * net.node(net.output).scale
+    got = np.exp(z - z.max(1, keepdims=True))
+    np.testing.assert_allclose(got / got.sum(1, keepdims=True), want, rtol=1e-5, atol=1e-6)
+
+
+def _signed_pool_graph() -> Graph:
+    """Xception's pattern: conv → BN → max-pool → + shortcut, twice; no rectifier before either pool."""
+    nodes, prev = [], "in"
+    for i in (1, 2):
+        nodes += [Node(f"c{i}", ops.Conv2D(_k(1, 1, 2, 2), _k(2)), (prev,), f"conv{i}"),
+                  Node(f"bn{i}", ops.Affine(_k(2) + 1, _k(2)), (f"c{i}",), f"bn{i}"),
+                  Node(f"p{i}", ops.MaxPool((2, 2), (1, 1)), (f"bn{i}",), f"pool{i}"),
+                  Node(f"s{i}", ops.Conv2D(_k(2, 2, 2, 2)), (prev,), f"shortcut{i}"),
+                  Node(f"add{i}", ops.Add(), (f"p{i}", f"s{i}"), f"add{i}"),
+                  Node(f"r{i}", ops.Activation("relu"), (f"add{i}",), f"relu{i}")]
+        prev = f"r{i}"
+    nodes += [Node("flat", ops.Reshape((2 * 2 * 2,)), (prev,)), Node("o", ops.Dense(_k(8, 3)), ("flat",))]
+    return Graph("in", (4, 4, 2), nodes, "o")
+
+
+def test_max_pools_of_signed_tensors_are_refused_in_one_line_naming_each():
+    with pytest.raises(SnnexportError) as e:
+        convert(_signed_pool_graph(), None)
+    msg = str(e.value)
+    assert "'pool1', 'pool2'" in msg and "'bn1', 'bn2'" in msg and "no exact spiking construction" in msg
+    assert "\n" not in msg
+
+
+def test_padding_wider_than_the_pool_gets_a_population_of_its_own():
+    """A zero padding that would leave a window without a real cell is not merged into the gate; the
+    padded (non-negative) tensor becomes a ReLU population instead, which is exact."""
+    nodes = [Node("c", ops.Conv2D(_k(3, 3, 1, 2), _k(2)), ("in",)), Node("r", ops.Activation("relu"), ("c",)),
+             Node("pad", ops.Pad(((2, 2), (2, 2))), ("r",)), Node("p", ops.MaxPool((2, 2), (2, 2)), ("pad",)),
+             Node("flat", ops.Reshape((3 * 3 * 2,)), ("p",)), Node("o", ops.Dense(_k(18, 3)), ("flat",))]
+    g = Graph("in", (4, 4, 1), nodes, "o")
+    x = rng.random((10, 4, 4, 1)).astype(np.float32)
+    net = convert(g, x)
+    assert net.node("p").source == "p:rectified" and net.node("p").padding == ((0, 0), (0, 0))
+    from snnexport.simulator import ann_activations
+    z = ann_activations(net, x)[net.output] * net.node(net.output).scale
+    np.testing.assert_allclose(z, g.run(x)["o"].reshape(10, -1), rtol=1e-5, atol=1e-5)
+
+
+def test_without_calibration_a_bound_beyond_float32_keeps_the_weights(capsys):
+    """40 layers that each may grow activations 30-fold: the bound (~1e59) is no usable λ."""
+    nodes, prev = [], "in"
+    for i in range(40):
+        nodes += [Node(f"d{i}", ops.Dense(np.full((4, 4), 7.5, np.float32)), (prev,)),
+                  Node(f"r{i}", ops.Activation("relu"), (f"d{i}",), f"relu{i}")]
+        prev = f"r{i}"
+    g = Graph("in", (4,), nodes, prev)
+    net = convert(g, None)
+    assert net.normalization.method == "none" and all(p.scale == 1.0 for p in net.populations)
+    err = capsys.readouterr().err
+    assert "layer 'relu20'" in err and "--calibration" in err  # the first layer whose bound is beyond 1e30
+
+
+@pytest.mark.parametrize("p", [99.9, 90.0, 50.0, 0.1, 100.0])
+def test_streaming_percentile_keeps_few_values_and_is_numpys_bit_for_bit(p):
+    from snnexport.normalization import _Extreme, _kept
+    chunks = [rng.exponential(size=n).astype(np.float32) for n in (700, 1, 3000, 0, 1299)]
+    every = np.concatenate(chunks)
+    ext = _Extreme(_kept(p, every.size), low=p < 50)
+    for c in chunks:
+        ext.add(c)
+    assert ext.kept.size <= _kept(p, every.size) < every.size
+    assert ext.percentile(p) == float(np.percentile(every, p))

@@ -162,14 +162,14 @@ def test_connectivity_expands_every_linear_op_a_projection_can_carry() -> None:
     assert MULTI_INPUT <= linear
 
 
-def test_the_nengo_script_maps_every_op_kind_to_a_transform() -> None:
+def test_the_nengo_script_maps_every_op_kind_to_a_kernel_product_or_none() -> None:
     if "nengo" not in SCRIPT_WRITERS:
         pytest.skip("the nengo writer is not available")
     text = get("nengo").render(_network(), WriteOptions()).main.decode("utf-8")
     table = next(node.value for node in ast.parse(text).body if isinstance(node, ast.Assign)
-                 and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["NATIVE_TRANSFORMS"])
+                 and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["KERNEL_PRODUCTS"])
     kinds = [key.value for key in table.keys]
-    assert sorted(kinds) == sorted(connectivity.EXPANDERS)  # nothing refused: Sparse takes every other case
+    assert sorted(kinds) == sorted(connectivity.EXPANDERS)  # nothing refused: a replicated Sparse takes every other case
 
 
 # --- every rendered script passes pyflakes ----------------------------------------------------------

@@ -9,15 +9,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends import with_options
-from conftest import STEPS, needs
-from script_runner import run_script
+from backends import assert_agree, total_spikes, with_options
+from conftest import BUNDLED_SAMPLES, STEPS, needs
+from script_runner import export, run_for_results, run_script
 from snnexport.scriptlib import runtime
 from snnexport.errors import FeatureRefused
 from snnexport.network import Gate
 from snnexport.writers import get
 from snnexport.writers.base import WriteOptions
 from snnexport.scriptlib.nest_schedule import schedule, timeline
+from snnexport.simulator import simulate
 
 
 def test_schedule_delays_keep_one_step_per_population(zoo):
@@ -41,6 +42,55 @@ def test_timeline_orders_actions_within_a_sample():
     assert steps[12] == [("sleep", "a")]
     assert steps[21] == [("retire", "b")]  # the output never sleeps: its multimeter logs one step late
     assert steps[22] == []
+    # a population whose spikes reach no synapse is not held after its last step, only put to sleep
+    quiet = dict(timeline(plan, pops, {"g": "a"}, "b", 10, held={"b"}))
+    assert quiet[11] == [("gates", "a"), ("release", "b")]
+    assert quiet[12] == [("sleep", "a")]
+
+
+def assert_batches_agree(writer: str, net, x: np.ndarray, folder, batch: int, steps: int,
+                         per_step: bool = True) -> dict:
+    """The script's results at --batch 1 and --batch ``batch`` are identical arrays (a last, smaller
+    batch included when len(x) is no multiple), and agree with the reference simulator's
+    (backends.assert_agree; ``per_step=False`` for a large network, as the writer contract does)."""
+    script = export(writer, net, folder / f"snn_{writer}.py")
+    one = run_for_results(script, x, "--steps", str(steps), "--batch", "1")
+    many = run_for_results(script, x, "--steps", str(steps), "--batch", str(batch))
+    assert (one["meta"]["batch"], many["meta"]["batch"]) == (1, batch)
+    assert sorted(one) == sorted(many)
+    for key in one:
+        if key != "meta":
+            np.testing.assert_array_equal(one[key], many[key], err_msg=key)
+    assert total_spikes(one) > 0
+    reference = simulate(net, x, steps=steps, delay="step")
+    assert_agree(many, reference, per_step=per_step)
+    np.testing.assert_array_equal(many["predictions"], reference["predictions"])
+    return many
+
+
+def bundled_nine(bundled) -> tuple:
+    """The bundled LeNet and its first 9 bundled MNIST samples."""
+    _, net, _ = bundled
+    with np.load(BUNDLED_SAMPLES) as data:
+        x = runtime.coerce_samples(data["x"][:9], net.input.shape)
+    return net, x
+
+
+@needs("nest")
+def test_batches_give_the_same_results(bundled, tmp_path):
+    """Seven copies of the bundled LeNet in one NEST network (9 samples: batches of 7 and 2) give what one
+    copy at a time gives, and what the reference simulator gives."""
+    net, x = bundled_nine(bundled)
+    assert_batches_agree("nest", net, x, tmp_path, 7, STEPS, per_step=False)
+
+
+@needs("nest")
+def test_batches_with_poisson_input_and_softmax_readout(zoo, tmp_path):
+    """Seeded draws per sample, not per copy: a batch of 2 over 3 samples gives the spikes of one at a time."""
+    net, x = zoo("lenet")
+    net = with_options(net, "poisson", "subtract", 0, False)
+    net.settings.readout = "softmax"
+    assert_batches_agree("nest", net, x, tmp_path, 2, STEPS)
 
 
 @pytest.mark.parametrize("writer", ["nest", "pynn"])

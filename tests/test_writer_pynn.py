@@ -12,6 +12,7 @@ from script_runner import export, run_script
 from snnexport.scriptlib import runtime
 from snnexport.compare import identical_fraction
 from test_semantics import identity_chain
+from test_writer_nest import assert_batches_agree, bundled_nine
 
 pytestmark = [needs("pyNN"), needs("nest")]
 
@@ -28,6 +29,13 @@ def test_pynn_projections_give_the_same_spikes(zoo_runs):
         np.testing.assert_array_equal(fast[key], portable[key], err_msg=key)
     # float32 sums in another order: V (up to ~70 here) may differ by a few ulps of the summed currents
     np.testing.assert_allclose(fast["output_v"], portable["output_v"], rtol=1e-5, atol=1e-5)
+
+
+def test_batches_give_the_same_results(bundled, tmp_path):
+    """Seven copies of the bundled LeNet as PyNN populations of 7 x n neurons (9 samples: batches of 7 and
+    2) give what one copy at a time gives, and what the reference simulator gives."""
+    net, x = bundled_nine(bundled)
+    assert_batches_agree("pynn", net, x, tmp_path, 7, STEPS, per_step=False)
 
 
 @needs("brian2")

@@ -183,6 +183,24 @@ def _h_conv(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path: 
     return _with_activation(b, layer, path, op, ins, out)
 
 
+def _h_separable(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path: str) -> Ref:
+    """SeparableConv1D/2D: its depthwise convolution, then the 1×1 pointwise one (with the bias and activation)."""
+    one_d = type(layer).__name__.endswith("1D")
+    h, w, cin = ins[0].shape
+    depth = b.take(layer, layer.depthwise_kernel)  # (k.., cin, m)
+    point = b.take(layer, layer.pointwise_kernel)  # (1.., cin*m, cout)
+    depth = depth.reshape(depth.shape[:-2] + (1, cin * depth.shape[-1]))
+    if one_d:
+        depth, point = depth[None], point[None]
+    strides, dilation = _pair(layer.strides, one_d), _pair(layer.dilation_rate, one_d)
+    padding = _geometry(layer, (h, w), (depth.shape[0], depth.shape[1]), strides, dilation)
+    chain: list[tuple[str, ops.Op]] = [
+        ("depthwise", ops.Conv2D(kernel=depth, strides=strides, padding=padding, dilation=dilation, groups=cin)),
+        ("linear", ops.Conv2D(kernel=point, bias=_bias(b, layer)))]
+    act = _activation_op(layer, getattr(layer, "activation", None))
+    return b.emit(layer, path, chain + ([("activation", act)] if act is not None else []), ins, out)
+
+
 def _h_pool(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path: str) -> Ref:
     cls = type(layer).__name__
     one_d = cls.endswith("1D")
@@ -293,10 +311,18 @@ def _h_concat(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path
 
 
 def _h_add(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path: str) -> Ref:
+    """Add, Average (the sum scaled by 1/n) and Subtract (the second input scaled by -1, then added)."""
+    cls = type(layer).__name__
     if any(r.kshape != out for r in ins):
-        raise UnsupportedLayerError(f"layer {quote(layer.name)} (Add) adds shapes "
+        raise UnsupportedLayerError(f"layer {quote(layer.name)} ({cls}) combines shapes "
                                     f"{[r.kshape for r in ins]}; broadcasting is not supported")
-    return b.emit(layer, path, [("add", ops.Add())], ins, out)
+    if cls == "Subtract":
+        negated = b.add(b.fresh(f"{layer.name}:negated"), ops.Scale(-1.0), (ins[1].name,), layer.name)
+        ins = [ins[0], Ref(negated, ins[1].kshape)]
+    chain: list[tuple[str, ops.Op]] = [("add", ops.Add())]
+    if cls == "Average":
+        chain.append(("scale", ops.Scale(1.0 / len(ins))))
+    return b.emit(layer, path, chain, ins, out)
 
 
 def _per_channel(layer: Any, value: Any, c: int, what: str) -> np.ndarray:
@@ -305,7 +331,7 @@ def _per_channel(layer: Any, value: Any, c: int, what: str) -> np.ndarray:
         return np.full(c, arr.reshape(()), np.float32)
     if arr.shape[-1] == c and arr.size == c:
         return arr.reshape(c).astype(np.float32)
-    raise UnsupportedLayerError(f"layer {quote(layer.name)} (Rescaling) has a {what} of shape "
+    raise UnsupportedLayerError(f"layer {quote(layer.name)} ({type(layer).__name__}) has a {what} of shape "
                                 f"{arr.shape}; only a number or one value per channel is supported")
 
 
@@ -316,6 +342,27 @@ def _h_rescaling(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], p
     if not (np.isfinite(scale).all() and np.isfinite(offset).all()):
         raise SnnexportError(f"layer {quote(layer.name)} has NaN or Inf scale or offset")
     return b.emit(layer, path, [("affine", ops.Affine(scale=scale, offset=offset))], ins, out)
+
+
+def _h_normalization(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path: str) -> Ref:
+    """Normalization (adapted or given mean and variance): (x − mean) / max(√variance, ε), or its inverse."""
+    import keras
+
+    c, rank = ins[0].shape[-1], len(ins[0].kshape)
+    if tuple(layer.axis) not in ((-1,), (rank,)):
+        raise UnsupportedLayerError(f"layer {quote(layer.name)} (Normalization) normalizes axes {tuple(layer.axis)}; "
+                                    "only the last (channel) axis is supported")
+    if getattr(layer, "input_mean", None) is None:  # adapted: the file's variables, not Keras' deferred copies
+        mean, var = b.take(layer, layer.adapt_mean), b.take(layer, layer.adapt_variance)
+    else:
+        mean, var = np.asarray(layer.mean), np.asarray(layer.variance)
+    mean = _per_channel(layer, mean, c, "mean").astype(np.float64)
+    std = np.maximum(np.sqrt(_per_channel(layer, var, c, "variance").astype(np.float64)), keras.backend.epsilon())
+    scale, offset = (std, mean) if layer.invert else (1.0 / std, -mean / std)
+    if not (np.isfinite(scale).all() and np.isfinite(offset).all()):
+        raise SnnexportError(f"layer {quote(layer.name)} has a NaN, Inf or negative mean or variance")
+    op = ops.Affine(scale=scale.astype(np.float32), offset=offset.astype(np.float32))
+    return b.emit(layer, path, [("affine", op)], ins, out)
 
 
 def _h_binary(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path: str) -> Ref:
@@ -329,6 +376,7 @@ def _h_noop(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path: 
 _HANDLERS: dict[str, Handler] = {
     "Dense": _h_dense,
     "Conv1D": _h_conv, "Conv2D": _h_conv, "DepthwiseConv1D": _h_conv, "DepthwiseConv2D": _h_conv,
+    "SeparableConv1D": _h_separable, "SeparableConv2D": _h_separable,
     "MaxPooling1D": _h_pool, "MaxPooling2D": _h_pool,
     "AveragePooling1D": _h_pool, "AveragePooling2D": _h_pool,
     "GlobalAveragePooling1D": _h_global_pool, "GlobalAveragePooling2D": _h_global_pool,
@@ -337,7 +385,7 @@ _HANDLERS: dict[str, Handler] = {
     "Activation": _h_activation, "ReLU": _h_relu, "Softmax": _h_softmax,
     "Flatten": _h_reshape, "Reshape": _h_reshape,
     "ZeroPadding1D": _h_zeropad, "ZeroPadding2D": _h_zeropad,
-    "Concatenate": _h_concat, "Add": _h_add, "Rescaling": _h_rescaling, "BinaryActivation": _h_binary,
+    "Concatenate": _h_concat, "Add": _h_add, "Average": _h_add, "Subtract": _h_add, "Rescaling": _h_rescaling, "Normalization": _h_normalization, "BinaryActivation": _h_binary,
     **{name: _h_noop for name in NO_OPS},
 }
 assert set(_HANDLERS) | {"InputLayer"} == set(SUPPORTED_LAYERS)

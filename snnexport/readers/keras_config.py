@@ -8,6 +8,7 @@ of the reader shares: the layers we convert and the one-line message helpers.
 from __future__ import annotations
 
 import json
+import textwrap
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,23 +20,24 @@ ACCEPTED_EXTENSIONS = (".h5", ".hdf5", ".keras")
 
 # Layers that become ops (or vanish at inference). Checked by class name in the raw config.
 _CONVERTED = (
-    "InputLayer", "Dense", "Conv1D", "Conv2D", "DepthwiseConv1D", "DepthwiseConv2D",
+    "InputLayer", "Dense", "Conv1D", "Conv2D", "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D",
+    "DepthwiseConv2D",
     "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
     "BatchNormalization", "Activation", "ReLU", "Softmax", "Flatten", "Reshape",
-    "ZeroPadding1D", "ZeroPadding2D", "Concatenate", "Add", "Rescaling", "BinaryActivation",
+    "ZeroPadding1D", "ZeroPadding2D", "Concatenate", "Add", "Average", "Subtract", "Rescaling", "Normalization", "BinaryActivation",
 )
 # Identity at inference: no node is made for them.
 NO_OPS = (
     "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
-    "GaussianDropout", "AlphaDropout", "ActivityRegularization",
+    "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity",
 )
 SUPPORTED_LAYERS: tuple[str, ...] = _CONVERTED + NO_OPS
 _MODEL_CLASSES = ("Sequential", "Functional", "Model")
 # Keras names of activation functions that map onto ops.Activation (None means no activation).
 KERAS_ACTIVATIONS = {"relu": ("relu", None), "relu6": ("clip", 6.0), "softmax": ("softmax", None),
                      "linear": (None, None)}
-SUPPORTED_MSG = ", ".join(SUPPORTED_LAYERS)
+SEE_LAYERS = "`snnexport --layers` lists what converts"  # instead of the list in every message
 
 
 def quote(name: object) -> str:
@@ -157,8 +159,63 @@ def _is_builtin(entry: dict[str, Any]) -> bool:
     return module is None or module == "keras" or str(module).startswith("keras.")
 
 
+class _Blockers:
+    """Every layer the raw config shows we cannot convert, grouped by why, for one refusal line."""
+
+    def __init__(self) -> None:
+        self.groups: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (kind, what) → [(layer, class)]
+
+    def add(self, kind: str, what: str, name: str, cls: str) -> None:
+        self.groups.setdefault((kind, what), []).append((name, cls))
+
+    def message(self) -> str:
+        """One line: each group with its count and first names, then each reason once."""
+        parts, reasons = [], []
+        first_activation = True
+        for (kind, what), layers in self.groups.items():
+            n, (name, cls) = len(layers), layers[0]
+            shown = ", ".join(quote(x) for x, _ in layers[:2]) + (", …" if n > 2 else "")
+            if kind == "activation":
+                if n == 1:
+                    parts.append(f"layer {quote(name)} ({cls}) uses activation {what!r}")
+                elif first_activation:
+                    parts.append(f"{n} layers use activation {what!r} ({shown})")
+                else:
+                    parts.append(f"{n} use {what!r} ({shown})")
+                first_activation = False
+            elif kind == "channels_first":
+                parts.append(f"layer {quote(name)} ({cls}) uses data_format='channels_first'" if n == 1 else
+                             f"{n} layers use data_format='channels_first' ({shown})")
+            elif kind == "custom":
+                parts.append(f"layer {quote(name)} (custom class {what!r})" if n == 1 else
+                             f"{n} layers of the custom class {what!r} ({shown})")
+            else:  # an unsupported class, Lambda included
+                parts.append(f"layer {quote(name)} ({what})" if n == 1 else f"{n} {what} layers ({shown})")
+        kinds = {kind for kind, _ in self.groups}
+        unsupported = [what for kind, what in self.groups if kind == "class"]
+        if "activation" in kinds:
+            reasons.append("IF neurons express ReLU-family activations only (supported: "
+                           f"{', '.join(KERAS_ACTIVATIONS)}; softmax and linear at the output)")
+        if unsupported:
+            verb = "is" if len(unsupported) == 1 else "are"
+            reasons.append(f"{', '.join(unsupported)} {verb} not supported ({SEE_LAYERS})")
+        if kinds & {"lambda", "custom"}:
+            reasons.append("Lambda layers and custom classes hold Python code, which snnexport never runs")
+        if "channels_first" in kinds:
+            reasons.append("only channels_last models are supported")
+        return f"{', '.join(parts)}: {'; '.join(reasons)}"
+
+
 def check_config(model_cfg: dict[str, Any]) -> None:
-    """Refuse, from the raw JSON alone, every layer, activation or layout we do not convert."""
+    """Refuse, from the raw JSON alone, every layer, activation or layout we do not convert: one line
+    that names all of them, grouped (``snnexport --layers`` lists what converts)."""
+    blockers = _Blockers()
+    _check_model_cfg(model_cfg, blockers)
+    if blockers.groups:
+        raise UnsupportedLayerError(blockers.message())
+
+
+def _check_model_cfg(model_cfg: dict[str, Any], blockers: _Blockers) -> None:
     cls = model_cfg.get("class_name")
     if cls not in _MODEL_CLASSES or not _is_builtin(model_cfg):
         raise UnsupportedLayerError(
@@ -167,32 +224,51 @@ def check_config(model_cfg: dict[str, Any]) -> None:
     for entry in _layer_entries(model_cfg):
         if not isinstance(entry, dict):
             raise SnnexportError(f"model {quote(_cfg_name(model_cfg))} has a malformed layer entry")
-        _check_layer_cfg(entry)
+        _check_layer_cfg(entry, blockers)
 
 
-def _check_layer_cfg(entry: dict[str, Any]) -> None:
+def _check_layer_cfg(entry: dict[str, Any], blockers: _Blockers) -> None:
     cls = entry.get("class_name")
     name = _cfg_name(entry)
     if cls in _MODEL_CLASSES and _is_builtin(entry):
-        check_config(entry)  # a nested model: check its layers too
+        _check_model_cfg(entry, blockers)  # a nested model: check its layers too
         return
+    shown = str(cls)
     if cls == "Lambda":
-        raise UnsupportedLayerError(
-            f"layer {quote(name)} (Lambda) is not supported: Lambda layers hold Python code, which "
-            f"snnexport never runs; supported: {SUPPORTED_MSG}")
-    if cls not in SUPPORTED_LAYERS or not _is_builtin(entry):
-        shown = entry.get("registered_name") or cls
-        raise UnsupportedLayerError(
-            f"layer {quote(name)} ({shown}) is not supported; supported layers: {SUPPORTED_MSG}")
+        blockers.add("lambda", "Lambda", name, shown)
+        return
+    if not _is_builtin(entry):
+        blockers.add("custom", str(entry.get("registered_name") or cls), name, shown)
+        return
+    if cls not in SUPPORTED_LAYERS:
+        blockers.add("class", shown, name, shown)
+        return
     cfg = entry.get("config") if isinstance(entry.get("config"), dict) else {}
     if cfg.get("data_format") == "channels_first":
-        raise UnsupportedLayerError(
-            f"layer {quote(name)} ({cls}) uses data_format='channels_first'; only channels_last "
-            "models are supported")
+        blockers.add("channels_first", "", name, shown)
     if "activation" in cfg:
         act = cfg["activation"]
         if act is not None and (not isinstance(act, str) or act not in KERAS_ACTIVATIONS):
-            shown = act if isinstance(act, str) else "a custom function"
-            raise UnsupportedLayerError(
-                f"layer {quote(name)} ({cls}) has activation {shown!r}; supported activations: "
-                f"{', '.join(KERAS_ACTIVATIONS)}")
+            blockers.add("activation", act if isinstance(act, str) else "a custom function", name, shown)
+
+
+def supported_text() -> str:
+    """What ``snnexport --layers`` prints: the Keras layers and activations that convert, and how."""
+    converted = [c for c in _CONVERTED if c != "InputLayer"]
+    return "\n".join([
+        "Keras layers snnexport converts (channels_last; Sequential and Functional models, nested ones included):",
+        *_wrapped(converted),
+        "Identity at inference (no node):",
+        *_wrapped(list(NO_OPS)),
+        f"Activations (a layer's activation=, Activation, ReLU): {', '.join(KERAS_ACTIVATIONS)}; ReLU(max_value) and",
+        "  relu6 become a capped rectifier; softmax and linear only at the output; snnexport's BinaryActivation",
+        "  (sign, heaviside) for binary networks.",
+        "Max-pooling becomes a spiking gate wherever the pooled tensor is a max over spikes: after a rectifier",
+        "  (or before one), after ZeroPadding of a rectified tensor, a channel Concatenate of such tensors, a",
+        "  per-channel scale ≥ 0 of one (BatchNormalization with positive gamma), or any other sum of rectified",
+        "  tensors (an Add; through one more population). Max-pooling a signed linear tensor is refused.",
+    ])
+
+
+def _wrapped(words: list[str], width: int = 100) -> list[str]:
+    return textwrap.wrap(", ".join(words), width, initial_indent="  ", subsequent_indent="  ")

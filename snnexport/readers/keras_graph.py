@@ -16,7 +16,10 @@ import numpy as np
 from .. import keras_layers, ops
 from ..errors import SnnexportError, UnsupportedLayerError
 from ..graph import Graph, Node
-from .keras_config import SUPPORTED_MSG, first_line, quote
+from .keras_config import SEE_LAYERS, first_line, quote
+
+
+MULTI_INPUT = ("Concatenate", "Add", "Average", "Subtract")  # layers that take several tensors
 
 
 class Loaded:
@@ -170,8 +173,8 @@ class Builder:
         handler = self.handlers.get(cls)
         if handler is None or not _is_builtin_layer(layer):
             raise UnsupportedLayerError(
-                f"layer {quote(layer.name)} ({cls}) is not supported; supported layers: {SUPPORTED_MSG}")
-        multi = cls in ("Concatenate", "Add")
+                f"layer {quote(layer.name)} ({cls}) is not supported ({SEE_LAYERS})")
+        multi = cls in MULTI_INPUT
         if not multi and len(ins) != 1:
             raise UnsupportedLayerError(
                 f"layer {quote(layer.name)} ({cls}) is called with {len(ins)} tensors; expected one")

@@ -7,7 +7,7 @@ only (see :mod:`snnexport.scriptlib`).
 
 import numpy as np
 
-from .runtime import gate_pass, gate_windows, last_change
+from .runtime import gate_windows
 
 
 def schedule(populations, gates, projections, input_name, steps, clamp, replay=0):
@@ -46,7 +46,7 @@ def schedule(populations, gates, projections, input_name, steps, clamp, replay=0
     return {"lag": lag, "release": release, "delay": delay, "length": length}
 
 
-def timeline(plan, populations, roots, output, steps):
+def timeline(plan, populations, roots, output, steps, held=None):
     """What a script does between chunks of one sample's NEST time: sorted [(step, [(action, name)])].
 
     After NEST step k of the sample, for a population P: "wake" unfreezes P one step before its
@@ -55,6 +55,8 @@ def timeline(plan, populations, roots, output, steps):
     step (or after its clamp); "gates" computes the gates on P once P has run all its steps;
     "retire" holds P after its last step, so that it sends nothing more; "sleep" freezes P once the
     last spikes sent to it have arrived. The output stays awake: its membrane potential is logged.
+    ``held``: the populations to retire (default all); one whose spikes reach no synapse (only
+    recorders and gates, which read steps 1..T) may run one step more, unheld, before it sleeps.
     """
     lag, length = plan["lag"], plan["length"]
     acts = {length: []}
@@ -68,7 +70,8 @@ def timeline(plan, populations, roots, output, steps):
         at(lag[name], "wake", name)
         if plan["release"][name] <= steps + lag[name]:  # a population clamped for all T steps never runs
             at(plan["release"][name], "release", name)
-        at(steps + 1 + lag[name], "retire", name)
+        if held is None or name in held:
+            at(steps + 1 + lag[name], "retire", name)
         if name != output:
             at(steps + 2 + lag[name], "sleep", name)
     for root in sorted(set(roots.values())):
@@ -104,16 +107,47 @@ def spike_raster(index, t, size, steps, sign=1):
 
 
 def gate_outputs(gates, rasters, shape_of):
-    """Spikes passed by each gate in every step: (T, cells) arrays from (T, n) source rasters.
+    """Spikes passed by each gate in every step: (T, ..., cells) arrays from (T, ..., n) source rasters.
 
-    ``rasters`` maps population names to their spikes of this sample; gates on gates use the
-    inner gate's output. The winner of a window is the cell with the largest count so far (this
-    step included), on ties the one that reached it first, then the first cell (gate_pass).
+    ``rasters`` maps population names to their spikes (a batch of samples in the middle axes); gates
+    on gates use the inner gate's output. The winner of a window is the cell with the largest count
+    so far (this step included), on ties the one that reached it first, then the first cell: the
+    rule of runtime.gate_pass, computed here as the first maximum of one integer key per cell,
+    count * (T + 1) - (step of its last change), which orders the same way (that step is 0..T).
     """
     out = {}
     for g in gates:
         spikes = out[g["source"]] if g["source"] in out else rasters[g["source"]]
         windows = gate_windows(shape_of(g["source"]), g["pool"], g["strides"], g["padding"])
-        counts = np.cumsum(spikes, axis=0, dtype=np.int32)
-        out[g["name"]] = gate_pass(windows, counts, last_change(spikes), spikes).astype(np.int8)
+        key = gate_keys(spikes)
+        # padding: one more cell, silent, of the smallest key (it wins only a window of padding alone)
+        key = np.concatenate([key, np.full(key.shape[:-1] + (1,), np.iinfo(key.dtype).min)], axis=-1)
+        silent = np.concatenate([spikes, np.zeros(spikes.shape[:-1] + (1,), spikes.dtype)], axis=-1)
+        safe = np.where(windows >= 0, windows, key.shape[-1] - 1)
+        winner = np.broadcast_to(safe[:, 0], key.shape[:-1] + (len(safe),)).copy()
+        best = key[..., safe[:, 0]]
+        for j in range(1, safe.shape[1]):  # a window has a few positions: one vectorized pass each
+            other = key[..., safe[:, j]]
+            better = other > best  # strictly: the first maximum in window order wins
+            best = np.where(better, other, best)
+            winner = np.where(better, safe[:, j], winner)
+        out[g["name"]] = np.take_along_axis(silent, winner, axis=-1).astype(np.int8)
     return out
+
+
+def gate_keys(spikes):
+    """count * (T + 1) - (step of the count's last change, 0 if never), per step and cell: (T, ..., n)
+    integers (int32 where they fit, which halves the memory the selection reads).
+
+    A loop over the steps with one vectorized update each: numpy's cumulative functions along the
+    first axis of a (T, n) array are some ten times slower."""
+    steps = len(spikes)
+    dtype = np.int32 if steps * (steps + 1) < 2 ** 31 else np.int64
+    count = np.zeros(spikes.shape[1:], dtype)
+    since = np.zeros(spikes.shape[1:], dtype)
+    key = np.empty(spikes.shape, dtype)
+    for t in range(steps):
+        count += spikes[t]
+        since[spikes[t] != 0] = t + 1
+        np.subtract(count * (steps + 1), since, out=key[t])
+    return key

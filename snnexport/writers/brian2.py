@@ -5,29 +5,46 @@ The script (template ``brian2.py.j2``) builds one ``NeuronGroup`` per population
 constant currents, and one ``Synapses`` object per projection, connected in bulk with
 ``connect(i=pre, j=post)`` from the expanded kernels. One contract step is one Brian2 time step;
 how Brian2's schedule gives exactly one step of delay per population is explained in the script.
-Max-pool gates are exact: a ``network_operation`` picks each window's most active neuron after the
-thresholds of every step and sets the threshold flag of a relay ``NeuronGroup`` whose spikes go
-through ordinary ``Synapses``. Several samples run one after the other with ``store()`` /
-``restore()`` in between, so the network is built once.
+
+``--batch B`` samples run at once as B independent copies of the network in one Brian2 network (the
+synapse indices of copy b shifted by b*n); a last, smaller batch fills its remaining copies with
+silent input. Max-pool gates are exact and in Brian2's own generated code, no Python between steps:
+each gate's source folds its spike count and the step of its last change into one rank, "slot"
+neurons compare the ranks of a window's cells through synapses with summed variables, and a relay
+``NeuronGroup`` fires the spike of the window's winner. So the same network also runs on the
+``cpp_standalone`` device (``--device cpp_standalone``, ``--threads N`` for OpenMP): compiled once,
+then run once per batch with that batch's input (``device.run(run_args=...)``, Brian2 >= 2.6).
 
 State variables are float32, like the reference simulator's, and the analog input current is summed
 in float32 in kernel order, as the reference's (XLA) convolution sums it: on the bundled LeNet the
-scripts then reproduce the reference's spike counts for all of 20 MNIST samples at 100 steps
-(``benchmarks/brian2_build.py`` measures it). Not offered: Brian2's ``cpp_standalone`` device,
-which cannot run the ``network_operation``s that make the gates exact.
+scripts then reproduce the reference's spike counts (tests/test_writer_brian2.py).
 """
 
 from __future__ import annotations
 
-from .base import NATIVE
+from ..network import Network
+from .base import NATIVE, WriteOptions
 from .script import ScriptWriter
+
+# The scripts' default device and why. Measured on the bundled LeNet, T = 100, 100 MNIST test images
+# (benchmarks/script_speed.py, a loaded 2-core machine): the runtime device with numpy about as fast
+# as the scripts of 83b90cc (535-568 against 577 ms per image), cpp_standalone 79-89 ms per image
+# after a 33-70 s compilation (4-5x faster than 83b90cc's script run beside it); --device/--target
+# choose another.
+DEFAULT_DEVICE = "runtime"
+DEFAULT_TARGET = "numpy"
+DEFAULT_REASON = "nothing to compile; cpp_standalone compiles once (about a minute), then runs about 4x faster"
+# --batch by default: copies of the network whose synapses fit this memory, at most MAX_BATCH
+MEMORY_BUDGET = 2 ** 30
+BYTES_PER_SYNAPSE = 50  # Brian2's memory per synapse, runtime and cpp_standalone, measured on the LeNet
+MAX_BATCH = 32
 
 _SYNAPSES = "expanded from the kernels with numpy; Synapses.connect(i=pre, j=post) and syn.w = weights"
 
 
 class Brian2Writer(ScriptWriter):
     name = "brian2"
-    summary = "a Brian2 script (NeuronGroup/Synapses, runtime code generation with numpy)"
+    summary = "a Brian2 script (NeuronGroup/Synapses; runtime code generation, or C++ standalone)"
     template = "brian2.py.j2"
     simulator = "Brian2"
     runnable = True
@@ -35,14 +52,20 @@ class Brian2Writer(ScriptWriter):
     requires = ("brian2",)
     extra = "brian2"
     distribution = "brian2"
+
+    def context(self, net: Network, options: WriteOptions) -> dict[str, object]:
+        return {"default_device": DEFAULT_DEVICE, "default_target": DEFAULT_TARGET,
+                "default_device_reason": DEFAULT_REASON, "memory_budget": MEMORY_BUDGET,
+                "bytes_per_synapse": BYTES_PER_SYNAPSE, "max_batch": MAX_BATCH}
+
     capabilities = {
         "reset_subtract": (NATIVE, 'reset="v -= theta"'),
         "reset_zero": (NATIVE, 'reset="v = 0"; input that arrived in the step waits in I_syn, so a reset '
                                "cannot wipe it out"),
         "analog_input": (NATIVE, "constant current I_input = W*x per sample, summed from the expanded input "
                                  "kernels in float32 in kernel order (as the reference's convolution)"),
-        "poisson_input": (NATIVE, "SpikeGeneratorGroup fed the shared seeded draws, scheduled before the "
-                                  "groups so that step t's input drives step t"),
+        "poisson_input": (NATIVE, "a NeuronGroup firing where a TimedArray of the shared seeded draws is 1, "
+                                  "scheduled before the groups so that step t's input drives step t"),
         "bias": (NATIVE, "constant current I_bias"),
         "delay_step": (NATIVE, "spikes propagated in step t add to I_syn, integrated at the start of step t+1"),
         "conv2d": (NATIVE, _SYNAPSES),
@@ -52,8 +75,8 @@ class Brian2Writer(ScriptWriter):
         "padding": (NATIVE, "part of the projection's synapse indices"),
         "concatenate": (NATIVE, "part of the projection's synapse indices"),
         "add": (NATIVE, "several Synapses objects add into the same I_syn"),
-        "maxpool_gate": (NATIVE, "exact: a network_operation picks each window's most active neuron every step "
-                                 "and sets the threshold flag of a relay NeuronGroup"),
+        "maxpool_gate": (NATIVE, "exact, in Brian2 code: ranks (count, step of last change) compared by "
+                                 "synapses with summed variables; a relay NeuronGroup fires the winner's spike"),
         "readout_count": (NATIVE, "SpikeMonitor of the output group; ties by membrane potential"),
         "readout_membrane": (NATIVE, "output group without threshold; argmax of v"),
         "readout_softmax": (NATIVE, "output group without threshold; a StateMonitor records v after each step's "

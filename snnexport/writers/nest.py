@@ -18,16 +18,18 @@ def nest_context(net: Network) -> dict[str, object]:
     """Template variables both NEST-based templates use."""
     reset = net.neuron.reset
     params = nest_common.neuron_params(reset, net.neuron.threshold)
-    # tau_m = 2**53 is written as the expression, which says what it is; every other value through py()
-    text = ", ".join(f"{k}={'2.0 ** 53' if k == 'tau_m' and v == nest_common.TAU_M else py(v)}"
+    # tau_m = 2**60 is written as the expression, which says what it is; every other value through py()
+    text = ", ".join(f"{k}={'2.0 ** 60' if k == 'tau_m' and v == nest_common.TAU_M else py(v)}"
                      for k, v in params.items())
-    note = (["eprop_iaf resets by subtraction (V -= V_th); with C_m = 1, t_ref = 0 and tau_m = 2**53 ms",
-             "at dt = 1 ms its update is V += I exactly (snnexport.writers.nest_common says why)"]
+    note = (["eprop_iaf resets by subtraction (V -= V_th); with C_m = 1, t_ref = 0 and tau_m = 2**60 ms",
+             "at dt = 1 ms its update is V += (weights of the spikes arriving) exactly, and I_e is ignored:",
+             "constant currents come from a pacemaker (snnexport.writers.nest_common says why)"]
             if reset == "subtract" else
-            ["iaf_psc_delta resets to V_reset = 0; with C_m = 1, t_ref = 0 and tau_m = 2**53 ms",
-             "it does not leak"])
+            ["iaf_psc_delta resets to V_reset = 0; with C_m = 1, t_ref = 0 and tau_m = 2**60 ms it does not",
+             "leak, and I_e is ignored: constant currents come from a pacemaker"])
     return {"neuron_model": nest_common.neuron_model(reset), "neuron_params": Code(f"dict({text})"),
-            "model_note": [comment(line) for line in note], "hold": nest_common.HOLD, "never": nest_common.NEVER}
+            "model_note": [comment(line) for line in note], "hold": nest_common.HOLD, "never": nest_common.NEVER,
+            "synapse_bytes": nest_common.SYNAPSE_BYTES, "neuron_bytes": nest_common.NEURON_BYTES}
 
 
 class NestWriter(ScriptWriter):

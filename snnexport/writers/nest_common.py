@@ -2,24 +2,33 @@
 
 Everything here was measured on NEST 3.10 (see the tests and ``benchmarks/nest_build.py``):
 
-* **Neuron.** ``eprop_iaf`` resets by subtraction (``V -= V_th`` in the step of the spike) and, with
-  ``C_m = 1``, ``E_L = 0``, ``t_ref = 0`` and ``tau_m = 2**53`` ms at a resolution of 1 ms, integrates
-  ``V += I`` exactly: its current propagator ``tau_m / C_m * (1 - exp(-dt / tau_m))`` is then exactly 1
-  (``exp(-2**-53)`` rounds to ``1 - 2**-53``), and the leak ``V * 2**-53`` is below one unit in the last
-  place. A larger ``tau_m`` makes that propagator 0 and silently drops every current; ``1e9`` leaves a
-  relative error of 1e-8. It fires where ``V >= V_th``. Its learning state (surrogate gradient,
-  learning signal, firing-rate regularization) is written to a history that nothing reads back into
-  the membrane, and without e-prop synapses the history does not grow.
-  Reset to zero uses ``iaf_psc_delta`` with ``V_reset = 0`` and the same constants.
+* **Neuron.** ``eprop_iaf`` resets by subtraction (``V -= V_th`` in the step of the spike); its update
+  is ``V = P_i * I + z + P_v * V`` with ``P_v = exp(-dt / tau_m)``, ``P_i = tau_m / C_m * (1 - P_v)`` and
+  ``z`` the weights of the spikes arriving in the step. With ``C_m = 1``, ``E_L = 0``, ``t_ref = 0`` and
+  ``tau_m = 2**60`` ms at a resolution of 1 ms, ``P_v`` is exactly 1 (``exp(-x)`` rounds to 1 for
+  ``x < 2**-54``): ``V += z`` exactly, no leak. (At ``tau_m = 2**53``, the largest value at which ``P_i``
+  is still 1, ``P_v`` is ``1 - 2**-53`` and V loses about one unit in the last place a step: a V that
+  reaches θ exactly stays below it and the spike comes a step late.) ``P_i`` is then 0, so ``I_e`` and
+  current inputs are dropped: a population's constant current (bias, and W·x of an analog input) comes
+  as spikes instead, from one ``spike_generator`` per population (its *pacemaker*) that fires once a
+  step through a synapse of weight ``I`` to each neuron; the weights of the neurons an analog input
+  feeds are set for every batch (``nestkernel_api.llapi_set_connection_status``, 6 ms for 10,000
+  synapses). It fires where ``V >= V_th``. Its learning state (surrogate gradient, learning signal,
+  firing-rate regularization) is written to a history that nothing reads back into the membrane, and
+  without e-prop synapses the history does not grow.
+  Reset to zero uses ``iaf_psc_delta`` with ``V_reset = 0`` and the same constants (the same
+  propagators: exact with the pacemaker, too).
 * **Timing.** Both models take a spike with delay 1 step into V in the step it arrives (``>=`` then
-  sees it). ``eprop_iaf`` integrates ``I_e`` from the second step it is set in, ``iaf_psc_delta`` at
-  once; neither difference matters here, because every sample starts with all neurons *held* at a
-  potential far below threshold (``HOLD``) for at least one step, and each population is released
-  (``V_m = 0``) right before its own first step.
+  sees it). Every sample starts with all neurons *held* at a potential far below threshold (``HOLD``),
+  and each population is released (``V_m = 0``) right before its own first step; its pacemaker's
+  spikes arrive in its steps 1..T.
 * **Speed.** ``NodeCollection.set()`` first asks every node whether it is local (about 30 µs a node
   in NEST 3.10, 0.3 s for 10,000 neurons); the kernel call behind it sets a list of per-node values
   in a few ms. The scripts use that call (with the public API as fallback) for the per-sample
-  state reset and input currents. ``nest.Connect`` with arrays builds about a million synapses a second.
+  state reset. ``nest.Connect`` with arrays builds about a million synapses a second. A neuron
+  connected to a recording device gets a block of 1,024 connections (32 kB with ``static_synapse``,
+  8 kB with ``static_synapse_hom_w_hpc``, which the scripts use). B copies of a network in one
+  NEST network (``--batch``) run more slowly per sample than one copy (the default).
 * **Max-pooling gates.** NEST has no gate. A gate is computed in numpy from its source's recorded
   spikes once the source has run all its T steps of the sample, and its output spikes are replayed
   by one ``spike_generator`` per gate cell into the real synapses. Everything downstream of a gate
@@ -37,9 +46,13 @@ from .base import NATIVE
 
 # --- neuron models and their parameters ---------------------------------------------------------------
 
-TAU_M = 2.0 ** 53  # ms: the largest tau_m whose current propagator is still exactly 1 at dt = 1 ms
+TAU_M = 2.0 ** 60  # ms: exp(-dt / tau_m) rounds to exactly 1 at dt = 1 ms (from 2**54 on): no leak at all
 HOLD = -1e12  # a membrane potential that no input of one sample can lift to threshold
 NEVER = 1e300  # a threshold that is never reached (non-spiking readouts)
+
+# --- batches: copies of the network side by side in one NEST network (NEST 3.10, measured) -------------
+SYNAPSE_BYTES = 80  # a static synapse, with what NEST adds when it prepares the simulation
+NEURON_BYTES = 12_000  # an eprop_iaf node (3.4 kB) and its block of recorder connections (8 kB)
 
 
 def neuron_model(reset: str) -> str:
@@ -59,12 +72,13 @@ def neuron_params(reset: str, threshold: float) -> dict[str, float]:
 def capabilities(connect: str) -> dict[str, tuple[str, str]]:
     """The capability table of a NEST-based writer; ``connect`` says how synapses are built."""
     return {
-        "reset_subtract": (NATIVE, "eprop_iaf (V -= V_th after a spike) with C_m=1, tau_m=2**53 ms (exactly "
+        "reset_subtract": (NATIVE, "eprop_iaf (V -= V_th after a spike) with C_m=1, tau_m=2**60 ms (exactly "
                                    "non-leaky at dt = 1 ms), t_ref=0"),
-        "reset_zero": (NATIVE, "iaf_psc_delta with V_reset=0, t_ref=0, tau_m=2**53 ms"),
-        "analog_input": (NATIVE, "constant current I_e = bias + W*x per neuron of the populations the input feeds"),
+        "reset_zero": (NATIVE, "iaf_psc_delta with V_reset=0, t_ref=0, tau_m=2**60 ms"),
+        "analog_input": (NATIVE, "constant current bias + W*x per neuron of the populations the input feeds, "
+                                 "as the weights of a pacemaker spike_generator firing once a step"),
         "poisson_input": (NATIVE, "one spike_generator per input value, seeded draws (runtime.poisson_input)"),
-        "bias": (NATIVE, "constant current I_e"),
+        "bias": (NATIVE, "constant current, as the weights of a pacemaker spike_generator firing once a step"),
         "delay_step": (NATIVE, "synaptic delay of one resolution step (NEST's minimum delay)"),
         "conv2d": (NATIVE, f"kernels expanded to static synapses, {connect}"),
         "depthwise_conv": (NATIVE, f"grouped kernels expanded to static synapses, {connect}"),
