@@ -29,12 +29,12 @@ import numpy as np
 
 from . import network_file
 from .errors import SnnexportError
-from .network_file import MEMBER, ArrayInfo, check_finite, show as _show
+from .network_file import MEMBER, ArrayInfo, show as _show
 from .ops import ACTIVATIONS, OP_TYPES
 
 
 FORMAT = "snnexport-network"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: provenance.model_format and model_producer (ONNX input); 1 is read as Keras
 
 MAX_NAME = 4096  # characters in a name or the model file name
 MAX_VERSION = 256  # characters in a version string
@@ -67,12 +67,23 @@ def check_document(doc: Any, arrays: Mapping[str, ArrayInfo], classes: Mapping[s
     Returns, for every array member, the field that holds it (for messages about its data).
     Raises :class:`SnnexportError` with ``where``, the field path and the problem, in one line.
     """
+    _upgrade(doc)
     c = _Checker(where, arrays, classes)
     c.network(doc)
     extra = sorted(set(arrays) - set(c.used))
     if extra:
         c.fail(extra[0], "is not referenced by network.json (a network file holds only the arrays it uses)")
     return c.used
+
+
+def _upgrade(doc: Any) -> None:
+    """A version-1 file (before ONNX input) came from a Keras model: fill in what version 2 added, in place.
+    Anything else is left for the checker to judge."""
+    if isinstance(doc, dict) and doc.get("format") == FORMAT and doc.get("version") == 1 and type(doc.get("version")) is int:
+        provenance = doc.get("provenance")
+        if isinstance(provenance, dict) and not {"model_format", "model_producer"} & set(provenance):
+            provenance.update(model_format="keras", model_producer="")
+            doc["version"] = 2
 
 
 def _join(path: str, key: str | int) -> str:

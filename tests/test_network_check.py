@@ -365,6 +365,26 @@ def test_random_bytes(tmp_path):
     _refused_by_every_command(path, "not a readable snnexport network file")
 
 
+def test_a_version_1_file_reads_as_a_keras_model_and_other_versions_are_refused(lenet, tmp_path):
+    doc, members = unpack(lenet)
+    assert doc["version"] == 2 and doc["provenance"]["model_format"] == "keras"
+    old = copy.deepcopy(doc)
+    old["version"] = 1
+    del old["provenance"]["model_format"], old["provenance"]["model_producer"]
+    path = tmp_path / "v1.snn"
+    path.write_bytes(pack(old, members))
+    net = Network.load(path)
+    assert net.provenance.model_format == "keras" and net.provenance.model_producer == ""
+    assert net.sha256() == Network.load(io.BytesIO(lenet)).sha256()
+    half = copy.deepcopy(old)  # a version-1 file that already names a format is no version-1 file
+    half["provenance"]["model_format"] = "onnx"
+    path.write_bytes(pack(half, members))
+    _refused_by_every_command(path, "network file version 1 is not supported")
+    for version in (3, 0, True):
+        path.write_bytes(pack(dict(doc, version=version), members))
+        _refused_by_every_command(path, "is not supported (this snnexport reads version 2)")
+
+
 def test_network_json_is_a_list(lenet, tmp_path):
     _, members = unpack(lenet)
     path = tmp_path / "list.snn"

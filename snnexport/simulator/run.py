@@ -144,7 +144,7 @@ class _Results:
 
     def arrays(self, labels: np.ndarray, seed: int, clamp: int) -> dict[str, np.ndarray]:
         """The readout applied; every array of the results file but ``meta``."""
-        steps, out_i, out_steps = self.steps, self.out_i, self.out_steps
+        out_i, out_steps = self.out_i, self.out_steps
         if self.readout == "softmax":  # the paper's spiking softmax, drawn on the host exactly as the scripts do
             held = clamp * self.pops[out_i].depth
             for i in range(len(out_steps)):
