@@ -8,7 +8,7 @@ script runs the first N test images as a user runs it (a subprocess; build and s
 come from its results file) at --batch 1 and at the batch it picks itself (Brian2 also as
 cpp_standalone, compilation counted in its build seconds); the reference simulator
 runs the same images in the same run. With --baseline REV the scripts that commit's snnexport
-exports from the same .snn run too (its package is taken with `git archive`), and every time is
+exports from the same model and calibration run too (its package is taken with `git archive`), and every time is
 also given as a ratio to them. Where ``benchmarks/bare_<sim>.py`` exists, the simulator's bare
 network (same neurons and synapses, driven by recorded spike trains, no gates, one monitor) is
 timed as well: what the simulator's own event delivery costs. Every script's spike counts are
@@ -134,7 +134,9 @@ def bench_model(name: str, spec: dict, args: argparse.Namespace, work: Path, old
         rows = []
         if old is not None:
             script = folder / f"old_{sim}.py"
-            cmd, env = snnexport_cmd(snn, "--to", sim, "-o", script, pythonpath=old)
+            # converted by that commit itself (its network file version may differ from ours)
+            cmd, env = snnexport_cmd(spec["model"], "--calibration", spec["data"], "--steps", args.steps,
+                                     "--to", sim, "-o", script, pythonpath=old)
             run(cmd, env, cwd=work)  # not from the repository, whose snnexport would come first
             rows.append((f"{args.baseline} (old)", time_script(script, inputs, folder / f"old_{sim}.npz")))
         script = folder / f"new_{sim}.py"
