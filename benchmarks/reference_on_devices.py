@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
         summary = {"network": args.snn.name, "steps": args.steps, "runs": runs,
                    "equal_fraction": equal_fractions(*files)}
     for r in runs:
-        print(f"{r['platform']:>5}: {r['samples']} samples in {r['wall_s']} s, {r['sample_steps_per_s']} sample-steps/s")
+        print(f"{r['platform']:>5}: {r['samples']} samples in {r['wall_s']} s, "
+              f"{r['sample_steps_per_s']} sample-steps/s")
     for k, v in summary["equal_fraction"].items():
         print(f"  {k:<16} equal in {100 * v:.4f} %")
     if args.out:

@@ -79,7 +79,8 @@ def check_document(doc: Any, arrays: Mapping[str, ArrayInfo], classes: Mapping[s
 def _upgrade(doc: Any) -> None:
     """A version-1 file (before ONNX input) came from a Keras model: fill in what version 2 added, in place.
     Anything else is left for the checker to judge."""
-    if isinstance(doc, dict) and doc.get("format") == FORMAT and doc.get("version") == 1 and type(doc.get("version")) is int:
+    version = doc.get("version") if isinstance(doc, dict) else None
+    if type(version) is int and version == 1 and doc.get("format") == FORMAT:  # JSON true is not version 1
         provenance = doc.get("provenance")
         if isinstance(provenance, dict) and not {"model_format", "model_producer"} & set(provenance):
             provenance.update(model_format="keras", model_producer="")
