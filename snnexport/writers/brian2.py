@@ -26,14 +26,16 @@ from ..network import Network
 from .base import NATIVE, WriteOptions
 from .script import ScriptWriter
 
-# The scripts' default device and why. Measured on the bundled LeNet, T = 100, 100 MNIST test images
-# (benchmarks/script_speed.py, a loaded 2-core machine): the runtime device with numpy about as fast
-# as the scripts of 83b90cc (535-568 against 577 ms per image), cpp_standalone 79-89 ms per image
-# after a 33-70 s compilation (4-5x faster than 83b90cc's script run beside it); --device/--target
-# choose another.
-DEFAULT_DEVICE = "runtime"
+# The scripts' default device and why. Measured on the bundled LeNet, T = 100 (benchmarks/script_speed.py,
+# a 2-core machine): the runtime device with numpy about as fast as the scripts of 83b90cc, cpp_standalone
+# about 5x faster after a compilation of about 30 s; so "auto" compiles for AUTO_STANDALONE_SAMPLES samples
+# or more (the bundled 10 samples run at once). --device/--target choose.
+DEFAULT_DEVICE = "auto"
 DEFAULT_TARGET = "numpy"
-DEFAULT_REASON = "nothing to compile; cpp_standalone compiles once (about a minute), then runs about 4x faster"
+AUTO_STANDALONE_SAMPLES = 100
+DEFAULT_REASON = (f"cpp_standalone (compiled once, about 30 s) for {AUTO_STANDALONE_SAMPLES} samples or more where a "
+                  "C++ compiler and make are found, else runtime")
+MAX_ROUNDS = 128
 # --batch by default: copies of the network whose synapses fit this memory, at most MAX_BATCH
 MEMORY_BUDGET = 2 ** 30
 BYTES_PER_SYNAPSE = 50  # Brian2's memory per synapse, runtime and cpp_standalone, measured on the LeNet
@@ -56,7 +58,8 @@ class Brian2Writer(ScriptWriter):
     def context(self, net: Network, options: WriteOptions) -> dict[str, object]:
         return {"default_device": DEFAULT_DEVICE, "default_target": DEFAULT_TARGET,
                 "default_device_reason": DEFAULT_REASON, "memory_budget": MEMORY_BUDGET,
-                "bytes_per_synapse": BYTES_PER_SYNAPSE, "max_batch": MAX_BATCH}
+                "bytes_per_synapse": BYTES_PER_SYNAPSE, "max_batch": MAX_BATCH,
+                "auto_standalone_samples": AUTO_STANDALONE_SAMPLES, "max_rounds": MAX_ROUNDS}
 
     capabilities = {
         "reset_subtract": (NATIVE, 'reset="v -= theta"'),
@@ -75,8 +78,10 @@ class Brian2Writer(ScriptWriter):
         "padding": (NATIVE, "part of the projection's synapse indices"),
         "concatenate": (NATIVE, "part of the projection's synapse indices"),
         "add": (NATIVE, "several Synapses objects add into the same I_syn"),
-        "maxpool_gate": (NATIVE, "exact, in Brian2 code: ranks (count, step of last change) compared by "
-                                 "synapses with summed variables; a relay NeuronGroup fires the winner's spike"),
+        "maxpool_gate": (NATIVE, "exact, in Brian2 code: ranks (count, step of last change); each spike offers "
+                                 "its cell to its windows through a synapse, which keeps the best (after a sign "
+                                 "layer: all pairs compared by synapses with summed variables); a relay "
+                                 "NeuronGroup fires the winner's spike"),
         "readout_count": (NATIVE, "SpikeMonitor of the output group; ties by membrane potential"),
         "readout_membrane": (NATIVE, "output group without threshold; argmax of v"),
         "readout_softmax": (NATIVE, "output group without threshold; a StateMonitor records v after each step's "
