@@ -68,7 +68,7 @@ from __future__ import annotations
 from .ann import ann_activations, ann_predict, ann_program
 from .lowering import chain
 from .plan import plan
-from .run import results_meta, simulate
+from .run import results_meta, run_plan, simulate
 
-__all__ = ["simulate", "results_meta", "ann_activations", "ann_predict", "ann_program", "plan", "chain"]
+__all__ = ["simulate", "results_meta", "run_plan", "ann_activations", "ann_predict", "ann_program", "plan", "chain"]
 
