@@ -1,4 +1,4 @@
-"""The local devices a run spreads its groups of samples over (one process; see :mod:`.shards` for several).
+"""The local devices a run spreads its groups of samples over (one process; :mod:`snnexport.shards` for several).
 
 A compiled call holds ``per_call`` groups of ``group`` samples. On D devices the call's group axis
 is cut into D contiguous blocks with ``shard_map`` (a batch-axis ``NamedSharding``): each device

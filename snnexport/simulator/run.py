@@ -62,7 +62,7 @@ def simulate(net: Network, x: np.ndarray, labels: np.ndarray | None = None, *, s
     ``batch``; the two overrides may move the last bit of a sum (package docstring). ``devices``
     local devices share each call (None: all of the default backend's; :mod:`.devices`); the results
     do not depend on it. ``first`` is the index of ``x[0]`` among all samples of a run that is cut
-    into shards (:mod:`.shards`): the seeded draws of Poisson input and of the spiking softmax are
+    into shards (:mod:`snnexport.shards`): the seeded draws of Poisson input and of the spiking softmax are
     per sample index, so a shard draws what one process would. ``progress`` prints the rate to
     stderr after each compiled call.
     """
