@@ -3,6 +3,8 @@
     snnexport MODEL [--calibration FILE] [--percentile P] [--reset subtract|zero] [--to WRITER] [-o OUT]
     snnexport info FILE
     snnexport simulate MODEL_OR_NETWORK --data FILE [-n N] [--steps T] [--batch B] [--out results.npz]
+                       [--devices D] [--shard I/N]
+    snnexport merge SHARD.npz... --out results.npz
     snnexport validate MODEL --calibration FILE --data FILE [--sim ...] --report DIR
     snnexport writers
 
@@ -30,7 +32,7 @@ from .loading import load_network, progress
 from .options import MAX_SEED, Parser, add_conversion_options, int_range, number_range
 from .scriptlib import runtime
 
-SUBCOMMANDS = ("info", "simulate", "validate", "writers")
+SUBCOMMANDS = ("info", "simulate", "merge", "validate", "writers")
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
@@ -324,20 +326,29 @@ def simulate_command(argv: list[str]) -> int:
     p.add_argument("--seed", type=int_range("--seed", 0, MAX_SEED), default=0,
                    help="seed of Poisson input and the spiking softmax (default 0)")
     p.add_argument("--out", help="write the results file (.npz, the layout of the exported scripts)")
+    _add_spread_options(p)
     add_conversion_options(p)
     args = p.parse_args(argv)
+    shard = _shard_option(args)
     if args.out:
         check_output(args.out, (args.model, args.data, args.calibration), "--out")
     from . import data
     from .simulator import ann_activations, results_meta, simulate
     net = load_network(args.model, args)
-    x, y = data.load_samples(args.data, net.input.shape, "data", False, args.input_scale, limit=args.n)
+    if shard:
+        x, y, where = _shard_samples(args, net, *shard)
+    else:
+        x, y = data.load_samples(args.data, net.input.shape, "data", False, args.input_scale, limit=args.n)
+        where = None
     ann = ann_activations(net, x)
     ann_pred = ann[net.output].reshape(len(x), -1).argmax(axis=1)
     progress(f"simulating {len(x)} samples for {net.settings.steps} steps")
     res = simulate(net, x, y, steps=net.settings.steps, batch=args.batch, delay=args.delay,
-                   seed=args.seed, progress=True)
+                   seed=args.seed, progress=True, devices=args.devices, first=where["start"] if where else 0)
     snn_pred = res["predictions"]
+    if where:
+        say(f"shard {where['index']}/{where['count']}: samples {where['start']}–{where['stop'] - 1} "
+            f"of {where['total']}")
     say(f"samples: {len(x)}, steps: {net.settings.steps}, delay: {args.delay}")
     if y is not None:
         say(f"ANN accuracy: {100 * float((ann_pred == y).mean()):.2f} %")
@@ -350,9 +361,70 @@ def simulate_command(argv: list[str]) -> int:
             fit = rate_fit(counts / net.settings.steps, ann[name])
             say(f"  {name!r}: Pearson r {fit['pearson']:.4f}, slope {fit['slope']:.3f}, RMSE {fit['rmse']:.4f}")
     if args.out:
+        meta = results_meta(net, res, seed=args.seed, delay=args.delay)
+        if where:
+            from .shards import KEY
+            meta[KEY] = where
         with user_errors():
-            runtime.save_results(args.out, res, results_meta(net, res, seed=args.seed, delay=args.delay))
+            runtime.save_results(args.out, res, meta)
         progress(f"wrote {args.out}")
+    return 0
+
+
+# --- the reference simulator past one device: devices of this process, shards over processes ---------
+
+def _add_spread_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--devices", type=int_range("--devices", 1), default=None, metavar="D",
+                   help="local JAX devices that share the samples (default: all of the default backend's; "
+                        "the results do not depend on it)")
+    p.add_argument("--shard", metavar="I/N", help="simulate only shard I of N (contiguous samples) and write "
+                   "its results to --out; `snnexport merge` joins the N files into the file of one run")
+
+
+def _shard_option(args: argparse.Namespace) -> tuple[int, int] | None:
+    """(I, N) of --shard, or None; checked (also --devices against this process's devices) before any work."""
+    if args.devices is not None:
+        from .simulator.devices import chosen
+        chosen(args.devices)
+    if args.shard is None:
+        return None
+    from .shards import parse
+    shard = parse(args.shard)
+    if not args.out:
+        raise SnnexportError("--shard needs --out: the shard's results file, for `snnexport merge`")
+    return shard
+
+
+def _shard_samples(args: argparse.Namespace, net, index: int, count: int):
+    """(x, y, shard entry of the meta) of shard ``index`` of ``count`` of the first -n samples."""
+    import jax
+    from . import data
+    from .shards import entry, sample_range
+    from .simulator import run_plan
+    total = data.sample_count(args.data, net.input.shape, "data")
+    total = total if args.n is None else min(args.n, total)
+    plan = run_plan(net, net.settings.steps)
+    start, stop = sample_range(index, count, total, plan[0])
+    x, y = data.load_samples(args.data, net.input.shape, "data", False, args.input_scale, limit=stop, start=start)
+    return x, y, entry(index, count, start, stop, total, plan, jax.default_backend())
+
+
+def merge_command(argv: list[str]) -> int:
+    p = Parser(prog="snnexport merge", description="Join the results files of `snnexport simulate --shard I/N` "
+               "into the results file of one process (checking that they are the N shards of one run).")
+    p.add_argument("shards", nargs="+", help="the shards' results files, in any order")
+    p.add_argument("--out", required=True, help="the merged results file")
+    args = p.parse_args(argv)
+    check_output(args.out, args.shards, "--out")
+    from .shards import merge
+    arrays, meta = merge(args.shards)
+    with user_errors():
+        runtime.save_results(args.out, arrays, meta)
+    labels, pred = arrays["labels"], arrays["predictions"]
+    say(f"samples: {len(pred)} from {len(args.shards)} shards, steps: {meta.get('steps')}, delay: {meta.get('delay')}")
+    if (labels >= 0).all():
+        say(f"SNN accuracy: {100 * float((pred == labels).mean()):.2f} %")
+    progress(f"wrote {args.out}")
     return 0
 
 
@@ -361,5 +433,5 @@ def validate_command(argv: list[str]) -> int:
     return validate_main(argv)
 
 
-COMMANDS = {"info": info_command, "simulate": simulate_command, "validate": validate_command,
-            "writers": writers_command}
+COMMANDS = {"info": info_command, "simulate": simulate_command, "merge": merge_command,
+            "validate": validate_command, "writers": writers_command}

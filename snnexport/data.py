@@ -214,10 +214,41 @@ def coerce_samples(x: np.ndarray, shape: Shape, what: str = "data",
         raise SnnexportError(str(e)) from None
 
 
+def sample_count(path: str | Path, shape: Shape, what: str = "data", calibration: bool = False) -> int:
+    """How many samples the file holds (its headers checked, no data read)."""
+    return _open_samples(path, shape, what, calibration)[3]
+
+
 def load_samples(path: str | Path, shape: Shape, what: str = "data", calibration: bool = False,
-                 input_scale: float | None = None, limit: int | None = None
+                 input_scale: float | None = None, limit: int | None = None, start: int = 0
                  ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Samples (N, *shape) float32 and labels (N,) int64 or None; at most ``limit`` samples are read."""
+    """Samples (N, *shape) float32 and labels (N,) int64 or None: those from ``start`` (a shard's
+    first) up to ``limit``; the rows before ``limit`` are the only ones read."""
+    xs, ys, layout, total = _open_samples(path, shape, what, calibration)
+    count = total if limit is None else min(int(limit), total)
+    if start and not 0 < start < count:
+        raise SnnexportError(f"{what} has {count} samples to use; none from sample {start}")
+    y = None
+    if ys is not None:
+        if len(ys.shape) not in (1, 2) or ys.shape[0] != total:
+            raise SnnexportError(f"{ys.where} holds labels of shape {ys.shape} for {total} samples; "
+                                 f"expected ({total},) or one-hot ({total}, classes)")
+        if ys.header.dtype.kind not in "uif":
+            raise SnnexportError(f"{ys.where} has dtype {ys.header.dtype}; labels must be numbers")
+        y = np.asarray(ys.rows(count)[start:])
+        if y.ndim == 2:  # one-hot
+            y = y.argmax(axis=1)
+        if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
+            raise SnnexportError(f"{ys.where} holds labels that are not whole numbers")
+        y = y.astype(np.int64)
+    rows = xs.rows(count)[start:] if layout == "batch" else xs.rows(None)
+    x = coerce_samples(rows, shape, what, input_scale)
+    return x, y
+
+
+def _open_samples(path: str | Path, shape: Shape, what: str, calibration: bool
+                  ) -> tuple["_Array", "_Array | None", str, int]:
+    """(samples, labels or None, layout, how many samples), headers checked, nothing read."""
     xs, ys = _open_arrays(path, X_KEYS_CALIBRATION if calibration else X_KEYS, what)
     if xs.header.dtype.kind not in "uif":
         raise SnnexportError(f"{what} has dtype {xs.header.dtype}; numbers are needed")
@@ -230,22 +261,7 @@ def load_samples(path: str | Path, shape: Shape, what: str = "data", calibration
     total = xs.shape[0] if layout == "batch" else 1
     if total == 0:
         raise SnnexportError(f"{what} is empty")
-    count = total if limit is None else min(int(limit), total)
-    y = None
-    if ys is not None:
-        if len(ys.shape) not in (1, 2) or ys.shape[0] != total:
-            raise SnnexportError(f"{ys.where} holds labels of shape {ys.shape} for {total} samples; "
-                                 f"expected ({total},) or one-hot ({total}, classes)")
-        if ys.header.dtype.kind not in "uif":
-            raise SnnexportError(f"{ys.where} has dtype {ys.header.dtype}; labels must be numbers")
-        y = np.asarray(ys.rows(count))
-        if y.ndim == 2:  # one-hot
-            y = y.argmax(axis=1)
-        if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
-            raise SnnexportError(f"{ys.where} holds labels that are not whole numbers")
-        y = y.astype(np.int64)
-    x = coerce_samples(xs.rows(count if layout == "batch" else None), shape, what, input_scale)
-    return x, y
+    return xs, ys, layout, total
 
 
 def sha256_of(x: np.ndarray) -> str:

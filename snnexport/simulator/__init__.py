@@ -2,8 +2,9 @@
 
 Modules: :mod:`.lowering` (op class → JAX function, a registry), :mod:`.gates` (max-pool gates and
 the window-major layout), :mod:`.kernel` (the jitted program), :mod:`.plan` (batching),
-:mod:`.run` (:func:`simulate`), :mod:`.ann` (the ANN of the description), :mod:`.cache`
-(compiled programs by structure).
+:mod:`.devices` (a call's groups split over local devices), :mod:`.run` (:func:`simulate`),
+:mod:`.ann` (the ANN of the description), :mod:`.cache` (compiled programs by structure).
+Shards over processes: :mod:`snnexport.shards`.
 
 How it works
 ------------
@@ -56,8 +57,9 @@ In one step the current is ``(bias + Σ analog input projections) + Σ spiking p
 another order can differ where V lands within rounding of θ: rare (the tests compare with a
 literal step-by-step numpy reading of the semantics). Spike counts are carried as float32, exact
 below 2**24 steps. For the same inputs and settings the results are the same bit for bit
-whatever the batch size and however many samples a run holds: every compiled call has the same
-number of rows, fixed by :func:`.plan.plan` from the network alone (tested). The tuning overrides
+whatever the batch size, however many samples a run holds, on how many devices of one kind and
+in how many shards: every group has the same number of rows, fixed by :func:`.plan.plan` from the
+network alone (tested). The tuning overrides
 ``group`` and ``chunk_steps`` change that row count, and a matrix product may then round its last
 bit differently on some CPUs (the back-end allowance of docs/semantics.md); with exactly
 representable sums they change nothing (tested).
@@ -68,7 +70,7 @@ from __future__ import annotations
 from .ann import ann_activations, ann_predict, ann_program
 from .lowering import chain
 from .plan import plan
-from .run import results_meta, simulate
+from .run import results_meta, run_plan, simulate
 
-__all__ = ["simulate", "results_meta", "ann_activations", "ann_predict", "ann_program", "plan", "chain"]
+__all__ = ["simulate", "results_meta", "run_plan", "ann_activations", "ann_predict", "ann_program", "plan", "chain"]
 

@@ -22,6 +22,7 @@ from jax import lax
 
 from ..errors import SnnexportError
 from ..network import Gate, Network
+from .devices import spread
 from .gates import GateFn, Layout, blocked, gate_fn, gate_key
 from .lowering import Chain, chain
 
@@ -325,12 +326,12 @@ def run_group(prog: Program, params: dict, x: jax.Array, u: jax.Array | None) ->
 
 
 def build_kernel(net: Network, group: int, tc: int, chunks: int, steps: int, delay: str, readout: str,
-                 clamp: int) -> Callable:
+                 clamp: int, devices: int = 1) -> Callable:
     """The jitted simulation: params, x (G, B, *in), u (G, chunks, Tc, B, *in) or None; the groups
-    one after another in one program."""
+    one after another in one program, their axis split over ``devices`` local devices (:mod:`.devices`)."""
     prog = program(net, group, tc, chunks, steps, delay, readout, clamp)
 
     def batched(params: dict, x: jax.Array, u: jax.Array | None) -> dict:
         return lax.map(lambda a: run_group(prog, params, *a), (x, u))
 
-    return jax.jit(batched)
+    return spread(batched, devices)

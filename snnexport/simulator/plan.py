@@ -52,18 +52,21 @@ def plan(steps: int, largest: int) -> tuple[int, int, int]:
 class Batching:
     """The shape of one run: ``group`` samples simulated together, ``chunks`` chunks of ``tc`` steps,
     ``per_call`` groups in one compiled call (``size`` samples, the last call padded with zeros),
-    calls spread over ``workers`` threads."""
+    split evenly over ``devices`` devices, calls spread over ``workers`` threads."""
     group: int
     tc: int
     chunks: int
     per_call: int
     size: int
     workers: int
+    devices: int = 1
 
     @classmethod
     def of(cls, steps: int, batch: int, largest: int, group: int | None = None,
-           chunk_steps: int | None = None) -> "Batching":
-        """:func:`plan`'s batching for ``batch`` samples at a time; ``group`` and ``chunk_steps`` override it."""
+           chunk_steps: int | None = None, devices: int = 1) -> "Batching":
+        """:func:`plan`'s batching for ``batch`` samples at a time on up to ``devices`` devices;
+        ``group`` and ``chunk_steps`` override the plan. Neither the batch nor the devices change
+        the rows of a group, so neither changes a result."""
         group_, tc, chunks = plan(steps, largest)
         if group is not None:
             group_ = max(1, int(group))
@@ -71,7 +74,10 @@ class Batching:
         if chunk_steps is not None:
             tc = max(1, min(int(chunk_steps), steps))
             chunks = -(-steps // tc)
-        # a call is one compiled run over some groups; on a CPU, calls run on one thread per core
-        workers = 1 if accelerated() else cores()
-        per_call = -(-groups // min(workers, groups))
-        return cls(group_, tc, chunks, per_call, per_call * group_, workers)
+        devices = max(1, min(devices, groups))  # a device with only padding groups would idle anyway
+        # a call is one compiled run over some groups on every device; on a CPU, calls run on one
+        # thread per core (the host devices share the cores)
+        workers = 1 if accelerated() else max(1, cores() // devices)
+        per_device = -(-groups // (devices * min(workers, -(-groups // devices))))
+        per_call = per_device * devices
+        return cls(group_, tc, chunks, per_call, per_call * group_, workers, devices)

@@ -18,8 +18,9 @@ from ..errors import SnnexportError
 from ..network import Gate, Network
 from ..network import check_network
 from .cache import cached, params, signature, skeleton
+from .devices import chosen, placer
 from .kernel import build_kernel
-from .plan import Batching
+from .plan import Batching, plan
 
 _DELAYS = ("step", "zero")
 _READOUTS = ("count", "membrane", "softmax")
@@ -48,7 +49,7 @@ def _settings(net: Network, steps: int | None, readout: str | None, seed: int | 
 def simulate(net: Network, x: np.ndarray, labels: np.ndarray | None = None, *, steps: int | None = None,
              batch: int = 100, delay: str = "step", readout: str | None = None, seed: int | None = None,
              clamp: int | None = None, progress: bool = False, group: int | None = None,
-             chunk_steps: int | None = None) -> dict[str, np.ndarray]:
+             chunk_steps: int | None = None, devices: int | None = None, first: int = 0) -> dict[str, np.ndarray]:
     """Simulate ``net`` on samples ``x`` (N, *input_shape); returns the results-file arrays.
 
     The arrays are exactly those of docs/semantics.md ("The results file"), so
@@ -58,41 +59,60 @@ def simulate(net: Network, x: np.ndarray, labels: np.ndarray | None = None, *, s
     paper's zero latency). ``batch`` samples are simulated at a time (on a CPU split over one
     thread per core); ``group`` (samples simulated together) and ``chunk_steps`` (Tc, steps folded
     into one projection call) override :func:`plan`, for tuning. The results do not depend on
-    ``batch``; the two overrides may move the last bit of a sum (package docstring). ``progress``
-    prints the rate to stderr after each compiled call.
+    ``batch``; the two overrides may move the last bit of a sum (package docstring). ``devices``
+    local devices share each call (None: all of the default backend's; :mod:`.devices`); the results
+    do not depend on it. ``first`` is the index of ``x[0]`` among all samples of a run that is cut
+    into shards (:mod:`snnexport.shards`): the seeded draws of Poisson input and of the spiking softmax are
+    per sample index, so a shard draws what one process would. ``progress`` prints the rate to
+    stderr after each compiled call.
     """
     check_network(net)  # the schema of docs/semantics.md' objects: everything below relies on it
     steps, readout, seed, clamp = _settings(net, steps, readout, seed, clamp, delay, batch)
+    if first < 0:
+        raise SnnexportError(f"first must be at least 0, not {first}")
+    ndev = chosen(devices)
     x = runtime.coerce_samples(x, net.input.shape, "samples")
     n = len(x)
     labels = np.full(n, -1, np.int64) if labels is None else np.asarray(labels, np.int64).reshape(-1)
     if labels.shape != (n,):
         raise SnnexportError(f"labels have shape {labels.shape}; expected ({n},)")
-    largest = max(int(p.bias.size) for p in net.populations)
-    b = Batching.of(steps, min(batch, n), largest, group, chunk_steps)
-    key = (signature(net), b.group, b.tc, b.chunks, steps, delay, readout, clamp, jax.default_backend())
+    b = Batching.of(steps, min(batch, n), _largest(net), group, chunk_steps, ndev)
+    key = (signature(net), b.group, b.tc, b.chunks, steps, delay, readout, clamp, jax.default_backend(), b.devices)
     kernel = cached(("snn",) + key, lambda: build_kernel(skeleton(net), b.group, b.tc, b.chunks, steps, delay,
-                                                         readout, clamp))
-    weights = jax.tree_util.tree_map(jnp.asarray, params(net))
+                                                         readout, clamp, b.devices))
+    put = placer(b.devices)
+    weights = put(jax.tree_util.tree_map(jnp.asarray, params(net)), False)
     poisson = net.input.encoding == "poisson"
-    results = _Results(net, n, steps, readout)
-    start, compiled, first = time.perf_counter(), None, 0  # the rate counts from the first call's end
-    for idx, r in _calls(lambda xb, u: kernel(weights, xb, u), x, b, steps, seed if poisson else None):
+    results = _Results(net, n, steps, readout, first)
+    start, compiled, done0 = time.perf_counter(), None, 0  # the rate counts from the first call's end
+    for idx, r in _calls(lambda xb, u: kernel(weights, put(xb, True), put(u, True)), x, b, steps,
+                         seed if poisson else None, first):
         results.take(idx, r)
         if progress:
             done, now = idx[-1] + 1, time.perf_counter()
             if compiled is None:  # the first call compiles: its time says nothing of the rate
-                compiled, first = now, done
+                compiled, done0 = now, done
                 how = f"first call, compilation included: {now - start:.1f} s"
             else:
-                how = f"{(done - first) * steps / max(now - compiled, 1e-9):.0f} sample-steps/s"
+                how = f"{(done - done0) * steps / max(now - compiled, 1e-9):.0f} sample-steps/s"
             print(f"snnexport: simulated {done}/{n} samples ({how})", file=sys.stderr, flush=True)
     return results.arrays(labels, seed, clamp)
 
 
-def _calls(run: Callable, x: np.ndarray, b: Batching, steps: int, seed: int | None
+def run_plan(net: Network, steps: int) -> tuple[int, int, int]:
+    """:func:`.plan.plan` for ``net`` at T = ``steps``: (group, Tc, chunks), as :func:`simulate` uses it
+    without the tuning overrides (a shard's samples are whole groups of it)."""
+    return plan(steps, _largest(net))
+
+
+def _largest(net: Network) -> int:
+    return max(int(p.bias.size) for p in net.populations)
+
+
+def _calls(run: Callable, x: np.ndarray, b: Batching, steps: int, seed: int | None, first: int
            ) -> Iterator[tuple[np.ndarray, dict]]:
-    """(sample indices, kernel results) per compiled call, in order; ``seed`` given: Poisson input."""
+    """(sample indices, kernel results) per compiled call, in order; ``seed`` given: Poisson input,
+    sample ``i`` drawing as sample ``first + i`` of the whole run."""
     n = len(x)
 
     def call(b0: int) -> tuple[np.ndarray, dict]:
@@ -103,7 +123,7 @@ def _calls(run: Callable, x: np.ndarray, b: Batching, steps: int, seed: int | No
         if seed is not None:  # the same draws as every exported script: runtime.poisson_input per sample
             u = np.zeros((b.chunks * b.tc, b.size) + x.shape[1:], np.uint8)
             for k, i in enumerate(idx):
-                u[:steps, k] = runtime.poisson_input(x[i], seed, int(i), steps)
+                u[:steps, k] = runtime.poisson_input(x[i], seed, first + int(i), steps)
             u = np.moveaxis(u.reshape((b.chunks, b.tc, b.per_call, b.group) + x.shape[1:]), 2, 0)  # (G, chunks, Tc, B, …)
         return idx, jax.device_get(run(xb.reshape((b.per_call, b.group) + x.shape[1:]), u))
 
@@ -116,7 +136,8 @@ def _calls(run: Callable, x: np.ndarray, b: Batching, steps: int, seed: int | No
 class _Results:
     """The results-file arrays of a run, filled call by call."""
 
-    def __init__(self, net: Network, n: int, steps: int, readout: str):
+    def __init__(self, net: Network, n: int, steps: int, readout: str, first: int):
+        self.first = first  # the index of sample 0 in the whole run: the softmax draws per index
         self.pops = net.populations
         self.gates = [g for g in net.nodes if isinstance(g, Gate)]
         self.out_i = [p.name for p in self.pops].index(net.output)
@@ -148,7 +169,7 @@ class _Results:
         if self.readout == "softmax":  # the paper's spiking softmax, drawn on the host exactly as the scripts do
             held = clamp * self.pops[out_i].depth
             for i in range(len(out_steps)):
-                out_steps[i] = runtime.softmax_readout(self.v_traj[i], seed, i, held).astype(np.int16)
+                out_steps[i] = runtime.softmax_readout(self.v_traj[i], seed, self.first + i, held).astype(np.int16)
             self.counts[out_i] = out_steps.sum(axis=1, dtype=np.int32)
             self.sps[:, :, out_i] = out_steps.sum(axis=2, dtype=np.int32)
         output_counts = out_steps.sum(axis=1, dtype=np.int64)
