@@ -214,6 +214,11 @@ BAD_OPTIONS = [
     (["--embed-limit", "nan"], "--embed-limit must be a finite number > 0, got nan"),
     (["--embed-limit", "0"], "--embed-limit must be a finite number > 0"),
     (["--reset", "sideways"], "invalid choice: 'sideways'"),
+    (["--v-init", "1"], "--v-init must be a number in [0, 1), got 1"),
+    (["--v-init", "-0.1"], "--v-init must be a number in [0, 1), got -0.1"),
+    (["--v-init", "nan"], "--v-init must be a number in [0, 1), got nan"),
+    (["--v-init", "half"], "--v-init must be a number in [0, 1), got 'half'"),
+    (["--threshold-rule", "lt"], "invalid choice: 'lt'"),
 ]
 
 
@@ -282,6 +287,23 @@ def test_settings_still_apply_to_a_network_file_and_default_to_its_own(network, 
     help_text = snnexport("--help").stdout.decode()
     assert "a model only; refused with a network file" in help_text
     assert "for a network file: default the file's own" in help_text
+
+
+def test_neuron_settings_apply_to_a_model_and_a_network_file(network, small_model, tmp_path):
+    """--v-init and --threshold-rule set the neuron's settings, for a model (defaults 0 and "ge") and for a
+    network file (default: the file's own)."""
+    net, _ = network
+    out, again = tmp_path / "n.snn", tmp_path / "m.snn"
+    assert snnexport(net, "--v-init", "0.5", "--threshold-rule", "gt", "-o", out).returncode == 0
+    loaded = Network.load(out)
+    assert loaded.neuron.v_init == 0.5 and loaded.neuron.threshold_rule == "gt"
+    assert snnexport(out, "--steps", "20", "-o", again).returncode == 0  # kept where no option names them
+    assert Network.load(again).neuron.v_init == 0.5 and Network.load(again).neuron.threshold_rule == "gt"
+    info = snnexport("info", out).stdout.decode()
+    assert "fires where V > threshold" in info and "initial V 0.5 x threshold" in info
+    converted = tmp_path / "c.snn"
+    assert snnexport(small_model, "--v-init", "0.25", "-o", converted).returncode == 0
+    assert Network.load(converted).neuron.v_init == 0.25 and Network.load(converted).neuron.threshold_rule == "ge"
 
 
 def test_simulate_progress_is_prefixed_and_its_rate_leaves_out_compilation(network):

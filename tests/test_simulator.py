@@ -37,10 +37,12 @@ def reference(net: Network, x: np.ndarray, steps: int, delay: str = "step", read
     syn = [net.synapses(p) for p in net.projections]
     windows = {g.name: runtime.gate_windows(net.shape_of(g.source), g.pool, g.strides, g.padding) for g in gates}
     theta = np.float32(net.neuron.threshold)
+    v0 = np.float32(net.neuron.v_start())
+    strict = net.neuron.threshold_rule == "gt"
     out = []
     for i, xi in enumerate(x):
         u = runtime.poisson_input(xi, seed, i, steps) if net.input.encoding == "poisson" else None
-        v = {p.name: np.zeros(p.bias.size, np.float32) for p in pops}
+        v = {p.name: np.full(p.bias.size, v0, np.float32) for p in pops}
         count = {n.name: np.zeros(net.size_of(n.name), np.int64) for n in net.nodes}
         prev = {n.name: np.zeros(net.size_of(n.name), np.float32) for n in net.nodes}
         since = {n.name: np.zeros(net.size_of(n.name), np.int64) for n in net.nodes}  # step of last change
@@ -64,16 +66,16 @@ def reference(net: Network, x: np.ndarray, steps: int, delay: str = "step", read
                 vv = v[node.name]
                 if t <= clamp * node.depth:
                     s = np.zeros_like(vv)
-                    vv[:] = 0
+                    vv[:] = v0
                 elif node.name == net.output and readout != "count":
                     vv += current
                     s = (runtime.softmax_spikes(vv.astype(np.float64), draws[t - 1]).astype(np.float32)
                          if readout == "softmax" else np.zeros_like(vv))
                 else:
                     vv += current
-                    s = (vv >= theta).astype(np.float32)
+                    s = ((vv > theta) if strict else (vv >= theta)).astype(np.float32)
                     if node.activation == "sign":
-                        s -= (vv <= -theta).astype(np.float32)
+                        s -= ((vv < -theta) if strict else (vv <= -theta)).astype(np.float32)
                     if net.neuron.reset == "zero":
                         vv[s != 0] = 0
                     else:
@@ -144,6 +146,15 @@ def test_agrees_in_zero_delay_mode_with_softmax_and_clamp() -> None:
 def test_agrees_with_poisson_input_and_reset_to_zero() -> None:
     net, x = converted(model_zoo.build_lenet, 3, encoding="poisson", reset="zero")
     assert_agrees(net, x, 20, seed=9)
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_agrees_with_a_half_threshold_start_and_the_strict_rule_with_clamp(reset: str) -> None:
+    """v_init and threshold_rule "gt" on a network with gates (window-major layouts start at v_init·θ too)."""
+    net, x = converted(model_zoo.build_lenet, 3, reset=reset)
+    net.neuron.v_init, net.neuron.threshold_rule = 0.5, "gt"
+    assert_agrees(net, x, 23, clamp=1)
+    assert_agrees(net, x, 23, readout="membrane")
 
 
 def test_agrees_on_strided_dilated_grouped_padded_convolutions_into_gates() -> None:
