@@ -238,6 +238,8 @@ def test_bad_conversion_options_are_one_line_before_any_work(tmp_path, small_mod
     (["--steps", "-5"], "--steps must be from 1 to 16777215, got -5"),
     (["--clamp", "-2"], "--clamp must be at least 0, got -2"),
     (["--input-scale", "0"], "--input-scale must be a finite number > 0, got 0"),
+    (["--decision-margin", "0"], "--decision-margin must be at least 1, got 0"),
+    (["--early-decision", "--readout", "membrane"], "early decision needs a readout that counts spikes"),
 ])
 def test_bad_simulate_options(network, tmp_path, args, message):
     net, data = network
@@ -304,6 +306,18 @@ def test_neuron_settings_apply_to_a_model_and_a_network_file(network, small_mode
     converted = tmp_path / "c.snn"
     assert snnexport(small_model, "--v-init", "0.25", "-o", converted).returncode == 0
     assert Network.load(converted).neuron.v_init == 0.25 and Network.load(converted).neuron.threshold_rule == "ge"
+
+
+def test_simulate_with_early_decision_records_and_reports_the_step(network, tmp_path):
+    net, data = network
+    out = tmp_path / "r.npz"
+    proc = snnexport("simulate", net, "--data", data, "-n", "8", "--decision-margin", "2", "--out", out)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert re.search(r"early decision: at step [0-9.]+ of \d+ on average \(median \d+\); SNN operations to it "
+                     r"[0-9,]+ per sample, [0-9.]+ x the ANN's [0-9,]+", proc.stdout.decode()), proc.stdout.decode()
+    from snnexport.scriptlib.runtime import load_results
+    r = load_results(out)
+    assert r["decision_steps"].shape == (8,) and r["meta"]["early_decision"] == {"margin": 2}
 
 
 def test_simulate_progress_is_prefixed_and_its_rate_leaves_out_compilation(network):

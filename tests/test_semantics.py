@@ -369,6 +369,32 @@ def test_count_readout_ties_go_to_the_larger_membrane_potential(backend: Backend
     assert r["output_counts"].dtype == np.int64 and r["predictions"].dtype == np.int64
 
 
+def crossing_net() -> tuple[Network, np.ndarray]:
+    """Two output classes: o0 has current 0.5 from step 1 (spikes at 2, 4, 6, …); o1 gets 0.75 per step from
+    h's spikes (h fires every step), from step 2 on (spikes at 3, 4, 5, 7, 8, 9, 11, …). o0 leads at step 2,
+    they tie at 3 and 4, o1 leads from step 5: counts (o0, o1) at step 9 (4, 6), at 17 (8, 12), at 20 (10, 14)."""
+    h = pop("h", (1,), 1, 1.0)
+    o = pop("o", (2,), 2, [0.5, 0.0])
+    net = network([h, o], [Projection("x", "h", dense([[0.0]])), Projection("h", "o", dense([[0.0, 0.75]]))], "o")
+    return net, np.zeros((1, 1), np.float32)
+
+
+@pytest.mark.parametrize("decision, step, label", [(None, None, 1), (0, 17, 1), (1, 2, 0), (2, 9, 1)])
+def test_early_decision(backend: Backend, decision: int | None, step: int | None, label: int) -> None:
+    """Early decision (0): the first step at which the leader is more spikes ahead than steps are left, 4 > 3
+    at step 17; it never changes the class. A margin M: the first step a class leads by M, which may: o0 by 1
+    at step 2, o1 by 2 at step 9. The spikes themselves are those of the run without early decision."""
+    net, x = crossing_net()
+    r = backend.run(net, x, steps=20, decision=decision)
+    np.testing.assert_array_equal(r["output_counts"], [[10, 14]])
+    np.testing.assert_array_equal(r["predictions"], [label])
+    if decision is None:
+        assert "decision_steps" not in r
+    else:
+        np.testing.assert_array_equal(r["decision_steps"], [step])
+        assert r["decision_steps"].dtype == np.int32
+
+
 def test_membrane_readout_never_fires_and_ties_go_to_the_lower_index(backend: Backend) -> None:
     T = 16
     x = np.asarray([[0.25, 0.75, 1.5, 0.5], [0.25, 0.75, 0.75, 0.0]], np.float32)

@@ -21,6 +21,7 @@ from conftest import BUNDLED_MODEL, BUNDLED_SAMPLES  # noqa: E402
 from snnexport import opcount  # noqa: E402
 from snnexport.scriptlib import runtime  # noqa: E402
 from snnexport.convert import convert  # noqa: E402
+from snnexport.errors import SnnexportError  # noqa: E402
 from snnexport.readers.keras import read_model  # noqa: E402
 from snnexport.network import Gate, InputSpec, Network, Neuron, Population, Projection  # noqa: E402
 from snnexport.ops import Conv2D, Dense, Reshape  # noqa: E402
@@ -301,6 +302,25 @@ def test_snn_ops_of_a_simulation() -> None:
     assert ops["per_step"].shape == (3, 23)
     np.testing.assert_allclose(ops["per_step"].sum(axis=1), ops["total"], rtol=1e-9)
     assert (ops["per_step"] >= 0).all() and ops["ann"] == opcount.ann_ops(net)
+
+
+def test_early_decision_changes_no_spike_and_counts_operations_to_the_decision() -> None:
+    net, x = converted(model_zoo.build_lenet, 3)
+    r = simulate(net, x, steps=23, batch=4)
+    early = simulate(net, x, steps=23, batch=4, early_decision=True)
+    for key in r:
+        np.testing.assert_array_equal(early[key], r[key], err_msg=key)  # the settled class is the full run's
+    steps, _ = runtime.early_decision(r["output_steps"])
+    np.testing.assert_array_equal(early["decision_steps"], steps)
+    ops = opcount.snn_ops(net, early)
+    d = early["decision_steps"]
+    want = [ops["per_step"][i, :d[i]].sum() for i in range(3)]
+    np.testing.assert_allclose(ops["decided"], want, rtol=1e-12)
+    assert (ops["decided"] <= ops["total"]).all() and "decided" not in opcount.snn_ops(net, r)
+    with pytest.raises(SnnexportError, match="early decision needs a readout that counts spikes"):
+        simulate(net, x, steps=5, readout="membrane", early_decision=True)
+    with pytest.raises(SnnexportError, match="decision margin must be an integer of at least 1"):
+        simulate(net, x, steps=5, decision_margin=0)
 
 
 def test_snn_ops_count_poisson_input_spikes() -> None:
