@@ -93,12 +93,18 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--calibration-samples", type=int, default=1000)
     p.add_argument("--out", default=str(ROOT / "validation" / "figures"))
+    p.add_argument("--replot", action="store_true", help="only redraw the figure from the latency.json in --out")
     args = p.parse_args()
+    out = Path(args.out)
+    if args.replot:
+        summary = json.loads((out / "latency.json").read_text())
+        plot(summary, out / "fig5b_latency.png")
+        report(summary)
+        return 0
     with np.load(args.mnist) as z:
         calib = (z["x_train"][: args.calibration_samples, :, :, None] / 255).astype(np.float32)
         x = (z["x_test"][: args.n, :, :, None] / 255).astype(np.float32)
         y = z["y_test"][: args.n].astype(np.int64)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     net = convert(read_model(args.model), calib, percentile=99.9)
     ann_error = float(100 * (ann_predict(net, x) != y).mean())
@@ -117,6 +123,31 @@ def main() -> int:
         print(f"{label}: error {runs[label]['fixed T'][-1]['error']:.2f} % after {args.steps} steps "
               f"({seconds:.0f} s)", file=sys.stderr)
 
+    summary = {"model": Path(args.model).name, "images": args.n, "steps": args.steps, "ann_error": ann_error,
+               "ann_ops": ann_ops, "command": " ".join(["python", "validation/latency_curve.py"] + sys.argv[1:]),
+               "runs": runs}
+    (out / "latency.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
+    plot(summary, out / "fig5b_latency.png")
+    report(summary)
+    return 0
+
+
+def report(summary: dict) -> None:
+    ann_error, ann_ops, runs = summary["ann_error"], summary["ann_ops"], summary["runs"]
+    print(f"ANN: error {ann_error:.2f} %, {ann_ops / 1e6:.3f} MOps per image; {summary['images']} images")
+    for label, r in runs.items():
+        for kind, b in r["best"].items():
+            for gap, q in b.items():
+                text = "not reached" if q is None else (
+                    f"{q['ops'] / 1e6:.3f} MOps (ANN/SNN {q['ann_over_snn_ops']:.2f}x), error {q['error']:.2f} %, "
+                    f"{q['steps']:g} steps" + (f", margin {q['margin']}" if "margin" in q else "")
+                    + (f", horizon {q['horizon']}" if kind == "early decision" else ""))
+                print(f"{label:20s} {kind:16s} {gap:14s} {text}")
+
+
+def plot(summary: dict, path: Path) -> None:
+    """The figure, from the numbers alone (``--replot`` redraws it from latency.json)."""
+    ann_error, ann_ops, runs = summary["ann_error"], summary["ann_ops"], summary["runs"]
     fig, ax = plt.subplots(figsize=(7.2, 4.8))
     styles = {"fixed T": "-", "early decision": "--", "decision margin": ":"}
     colors = {"p99.9, V from 0": "C0", "p99.9, V from θ/2": "C3"}
@@ -129,26 +160,11 @@ def main() -> int:
     ax.axhline(ann_error, color="k", ls="--", lw=1, label=f"ANN error ({ann_error:.2f} %)")
     ax.axhline(ann_error + 1, color="grey", ls="-.", lw=0.8, label="ANN + 1 pp")
     ax.set(xlabel="synaptic operations per image (millions)", ylabel="test error (%)", yscale="log", xlim=(0, 4),
-           ylim=(0.5, 100), title=f"Low-latency conversion, LeNet, {args.n} MNIST test images")
+           ylim=(0.3, 100), title=f"Low-latency conversion, LeNet, {summary['images']} MNIST test images")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "fig5b_latency.png", dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
-
-    summary = {"model": Path(args.model).name, "images": args.n, "steps": args.steps, "ann_error": ann_error,
-               "ann_ops": ann_ops, "command": " ".join(["python", "validation/latency_curve.py"] + sys.argv[1:]),
-               "runs": runs}
-    (out / "latency.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
-    print(f"ANN: error {ann_error:.2f} %, {ann_ops / 1e6:.3f} MOps per image; {args.n} images")
-    for label, r in runs.items():
-        for kind, b in r["best"].items():
-            for gap, q in b.items():
-                text = "not reached" if q is None else (
-                    f"{q['ops'] / 1e6:.3f} MOps (ANN/SNN {q['ann_over_snn_ops']:.2f}x), error {q['error']:.2f} %, "
-                    f"{q['steps']:g} steps" + (f", margin {q['margin']}" if "margin" in q else "")
-                    + (f", horizon {q['horizon']}" if kind == "early decision" else ""))
-                print(f"{label:20s} {kind:16s} {gap:14s} {text}")
-    return 0
 
 
 if __name__ == "__main__":
