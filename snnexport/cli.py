@@ -171,6 +171,9 @@ def _convert_parser() -> argparse.ArgumentParser:
     p.add_argument("--embed-limit", type=number_range("--embed-limit", 0), default=8.0, metavar="MB",
                    help="largest encoded weights embedded in a script; above it they go to a .npz "
                         "beside -o (default 8)")
+    p.add_argument("--nir-approximate", action="append", default=[], metavar="WHAT",
+                   help="--to nir only: write a stand-in NIR lacks, recorded in the graph: maxpool=avgpool, "
+                        "softmax=count (repeatable)")
     p.add_argument("--capabilities", action="store_true", help="print the writer's capability table and exit")
     p.add_argument("--layers", action="store_true", help="print the Keras layers and activations that convert, and exit")
     p.add_argument("--version", action="version", version=f"snnexport {__version__}")
@@ -213,6 +216,8 @@ def convert_command(argv: list[str]) -> int:
     if args.capabilities:
         print_capabilities(writer)
         return 0
+    if args.nir_approximate and writer.name != "nir":
+        raise SnnexportError("--nir-approximate applies only to --to nir")
     if args.model is None:
         raise SnnexportError("no model given (usage: snnexport MODEL [--calibration FILE] [--to WRITER] [-o OUT])")
     inputs = (args.model, args.calibration, args.samples)
@@ -230,7 +235,8 @@ def convert_command(argv: list[str]) -> int:
             raise SnnexportError(f"the {writer.name} writer writes a binary file: give -o FILE or redirect stdout")
     net = load_network(args.model, args)
     samples, labels = _bundled_samples(args, net)
-    rendered = writer.render(net, WriteOptions(out, samples, labels, int(args.embed_limit * 2 ** 20)))
+    extra = {"nir_approximate": tuple(args.nir_approximate)} if args.nir_approximate else {}
+    rendered = writer.render(net, WriteOptions(out, samples, labels, int(args.embed_limit * 2 ** 20), extra))
     if out is None:
         write_stdout(rendered.main)
     else:

@@ -1,0 +1,216 @@
+"""NIR in and out (issue 18): the nir writer's graphs pass nir's own type check and, run by a numpy NIR
+interpreter (tests/nir_interpreter.py), give snnexport's zero-delay spike counts; .nir files read back into
+networks that simulate identically (round trip); a graph built with ``nir`` in the NIR paper's N-MNIST CNN
+layout runs on every exported simulator; bad and unsupported files are one line each."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import needs
+from script_runner import every_simulator, export_and_run
+from snnexport.cli import main
+from snnexport.compare import identical_fraction
+from snnexport.network import Network
+from snnexport.simulator import simulate
+
+pytestmark = needs("nir")
+MNIST = os.environ.get("SNNEXPORT_MNIST", str(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"))
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def mnist_net(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """An avg-pool MNIST CNN (seeded weights, normalized on 200 training images), reset to zero, as a .snn
+    file; and 100 test images."""
+    if not Path(MNIST).is_file():
+        pytest.skip(f"MNIST not found at {MNIST} (set SNNEXPORT_MNIST)")
+    import keras
+    from keras import layers as L
+    import model_zoo
+    from snnexport import data
+    from snnexport.convert import convert
+    from snnexport.readers.keras import read_model
+    folder = tmp_path_factory.mktemp("nir")
+    model = model_zoo.randomize(keras.Sequential([
+        keras.Input((28, 28, 1)),
+        model_zoo.Conv2D(6, 5, activation="relu", name="conv1"), L.AveragePooling2D(2, name="pool1"),
+        model_zoo.Conv2D(12, 3, padding="same", activation="relu", name="conv2"), L.AveragePooling2D(2, name="pool2"),
+        L.Flatten(name="flat"), model_zoo.Dense(10, name="out")], name="avgpool_mnist"), 18)
+    model.save(folder / "m.keras")
+    with np.load(MNIST) as f:
+        calib = (f["x_train"][:200, :, :, None] / 255).astype(np.float32)
+    x, _ = data.load_samples(MNIST, (28, 28, 1), "data", False, None, limit=100)
+    net = convert(read_model(folder / "m.keras"), calib, reset="zero")
+    net.save(folder / "m.snn")
+    return folder / "m.snn", x
+
+
+def test_writer_output_passes_nirs_type_check_and_is_deterministic(mnist_net, tmp_path, capsys):
+    import nir
+    snn, _ = mnist_net
+    for name in ("a.nir", "b.nir"):
+        code, _, err = _cli(capsys, snn, "--to", "nir", "-o", tmp_path / name)
+        assert code == 0, err
+    assert (tmp_path / "a.nir").read_bytes() == (tmp_path / "b.nir").read_bytes()
+    graph = nir.read(tmp_path / "a.nir", type_check=True)
+    types = sorted({type(n).__name__ for n in graph.nodes.values()})
+    assert types == ["Affine", "AvgPool2d", "Conv2d", "Flatten", "IF", "Input", "Output"], types
+    assert "v > v_threshold" in str(graph.metadata["approximations"])
+    assert "approximation: NIR's IF fires when v > v_threshold" in err
+    code, _, err = _cli(capsys, snn, "--to", "nir")
+    assert code == 1 and err.count("\n") == 1 and "-o FILE.nir" in err
+
+
+def test_interpreter_reproduces_zero_delay_simulation_on_mnist(mnist_net, tmp_path, capsys):
+    """100 MNIST images, 40 steps: NIR's own rule (v > θ) against snnexport's (v ≥ θ), reset to zero."""
+    import nir
+    import nir_interpreter
+    snn, x = mnist_net
+    assert _cli(capsys, snn, "--to", "nir", "-o", tmp_path / "m.nir")[0] == 0
+    graph = nir.read(tmp_path / "m.nir", type_check=True)
+    net = Network.load(snn)
+    ref = simulate(net, x, steps=40, delay="zero")
+    counts = nir_interpreter.run(graph, np.moveaxis(x, -1, 1), 40)
+    same, total = 0, 0
+    for k, pop in enumerate(net.populations):
+        ours = ref[f"counts_{k}"].reshape((len(x),) + tuple(pop.shape))
+        theirs = counts[pop.name]
+        theirs = np.moveaxis(theirs, 1, -1) if theirs.ndim == 4 else theirs
+        same += int((ours == theirs).sum())
+        total += ours.size
+        assert ours.sum() > 0, pop.name  # every layer fires
+    print(f"identical counts: {same}/{total} = {same / total:.5f}")
+    assert same / total >= 0.999
+
+
+def test_round_trip_simulates_identically(mnist_net, tmp_path, capsys):
+    snn, x = mnist_net
+    assert _cli(capsys, snn, "--to", "nir", "-o", tmp_path / "m.nir")[0] == 0
+    code, _, err = _cli(capsys, tmp_path / "m.nir", "--to", "network", "-o", tmp_path / "back.snn")
+    assert code == 0, err
+    a, b = Network.load(snn), Network.load(tmp_path / "back.snn")
+    assert b.neuron.reset == "zero" and b.provenance.model_format == "nir"
+    for delay in ("zero", "step"):
+        ra, rb = simulate(a, x[:30], steps=40, delay=delay), simulate(b, x[:30], steps=40, delay=delay)
+        assert identical_fraction(ra, rb)["all"] == 1.0
+        assert np.array_equal(ra["predictions"], rb["predictions"])
+
+
+def nmnist_graph(path: Path) -> None:
+    """The NIR paper's N-MNIST CNN layout (2×34×34 events; conv → IF → sum-pool blocks; flatten; two
+    affine → IF layers), built with ``nir`` and seeded weights."""
+    import nir
+    rng = np.random.default_rng(5)
+
+    def conv(cin, cout, size):
+        w = rng.normal(0, 1.2 / np.sqrt(cin * 9), (cout, cin, 3, 3)).astype(np.float32)
+        return nir.Conv2d(input_shape=size, weight=w, stride=1, padding=1, dilation=1, groups=1,
+                          bias=rng.uniform(0, 0.05, cout).astype(np.float32))
+
+    def neurons(*shape):
+        return nir.IF(r=np.ones(shape, np.float32), v_threshold=np.ones(shape, np.float32),
+                      v_reset=np.zeros(shape, np.float32))
+
+    def pool():
+        return nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0]))
+
+    nodes = {"input": nir.Input(np.array([2, 34, 34])),
+             "0": conv(2, 8, (34, 34)), "1": neurons(8, 34, 34), "2": pool(),
+             "3": conv(8, 8, (17, 17)), "4": neurons(8, 17, 17), "5": pool(),
+             "6": conv(8, 8, (8, 8)), "7": neurons(8, 8, 8), "8": pool(),
+             "9": nir.Flatten(input_type={"input": np.array([8, 4, 4])}, start_dim=0, end_dim=-1),
+             "10": nir.Affine(weight=rng.normal(0, 0.25, (32, 128)).astype(np.float32),
+                              bias=rng.uniform(0, 0.05, 32).astype(np.float32)), "11": neurons(32),
+             "12": nir.Affine(weight=rng.normal(0, 0.3, (10, 32)).astype(np.float32),
+                              bias=np.zeros(10, np.float32)), "13": neurons(10),
+             "output": nir.Output(np.array([10]))}
+    names = list(nodes)
+    graph = nir.NIRGraph(nodes=nodes, edges=list(zip(names, names[1:])), type_check=True)
+    nir.write(path, graph)
+
+
+@pytest.fixture(scope="module")
+def nmnist(tmp_path_factory) -> tuple[Network, np.ndarray]:
+    from snnexport.readers.nir import read_network
+    path = tmp_path_factory.mktemp("nmnist") / "cnn.nir"
+    nmnist_graph(path)
+    x = (np.random.default_rng(1).random((2, 34, 34, 2)) < 0.3).astype(np.float32)  # event frames
+    return read_network(path), x
+
+
+def test_nmnist_layout_reads_and_runs_on_the_reference(nmnist):
+    net, x = nmnist
+    assert [p.shape for p in net.populations] == [(34, 34, 8), (17, 17, 8), (8, 8, 8), (32,), (10,)]
+    res = simulate(net, x, steps=20)
+    assert all(res[f"counts_{k}"].sum() > 0 for k in range(len(net.populations)))
+
+
+@pytest.mark.parametrize("writer", every_simulator())
+def test_nmnist_layout_runs_on_every_simulator(writer, nmnist, tmp_path):
+    net, x = nmnist
+    ref = simulate(net, x, steps=20)
+    got = export_and_run(writer, net, x, tmp_path, 20)
+    assert identical_fraction(ref, got)["all"] >= 0.999
+
+
+def _write(path: Path, nodes: dict, edges: list) -> Path:
+    import nir
+    nir.write(path, nir.NIRGraph(nodes=nodes, edges=edges, type_check=False))
+    return path
+
+
+def test_reader_refusals_are_one_line(tmp_path, capsys):
+    import nir
+    one = np.ones(4, np.float32)
+    lif = _write(tmp_path / "lif.nir", {"input": nir.Input(np.array([4])),
+                                        "fc": nir.Linear(weight=np.eye(4, dtype=np.float32)),
+                                        "leaky": nir.LIF(tau=one, r=one, v_leak=0 * one, v_threshold=one),
+                                        "output": nir.Output(np.array([4]))},
+                 [("input", "fc"), ("fc", "leaky"), ("leaky", "output")])
+    reset = _write(tmp_path / "reset.nir", {"input": nir.Input(np.array([4])),
+                                            "n": nir.IF(r=one, v_threshold=one, v_reset=-one),
+                                            "output": nir.Output(np.array([4]))},
+                   [("input", "n"), ("n", "output")])
+    cycle = _write(tmp_path / "cycle.nir", {"input": nir.Input(np.array([4])),
+                                            "a": nir.IF(r=one, v_threshold=one), "b": nir.IF(r=one, v_threshold=one),
+                                            "output": nir.Output(np.array([4]))},
+                   [("input", "a"), ("a", "b"), ("b", "a"), ("b", "output")])
+    damaged = tmp_path / "damaged.nir"
+    damaged.write_bytes(lif.read_bytes()[:600])
+    import h5py
+    linked = tmp_path / "linked.nir"
+    linked.write_bytes(reset.read_bytes())
+    with h5py.File(linked, "a") as f:
+        del f["node/nodes/n/r"]
+        f["node/nodes/n/r"] = h5py.ExternalLink(str(reset), "/node/nodes/n/r")
+    for path, says in ((lif, "node 'leaky' is a NIR LIF node"), (reset, "v_reset = -1"),
+                       (cycle, "cycle through node"), (damaged, "not a readable NIR"),
+                       (linked, "link to elsewhere"), (tmp_path / "none.nir", "no such file")):
+        code, _, err = _cli(capsys, "info", path)
+        assert code == 1 and err.count("\n") == 1 and says in err, (path.name, err)
+
+
+def test_refused_features_and_the_approximation_flag(tmp_path, capsys, zoo):
+    import nir
+    net, _ = zoo("lenet")  # max-pooling
+    net.save(tmp_path / "lenet.snn")
+    code, _, err = _cli(capsys, tmp_path / "lenet.snn", "--to", "nir", "-o", tmp_path / "l.nir")
+    assert code == 1 and "maxpool" in err and not (tmp_path / "l.nir").exists()
+    code, _, err = _cli(capsys, tmp_path / "lenet.snn", "--to", "nir", "-o", tmp_path / "l.nir",
+                        "--nir-approximate", "maxpool=avgpool")
+    assert code == 0, err
+    graph = nir.read(tmp_path / "l.nir", type_check=True)
+    assert graph.metadata["nir_approximate"] == "maxpool=avgpool"
+    assert "max-pooling written as average pooling" in graph.metadata["approximations"]
+    code, _, err = _cli(capsys, tmp_path / "lenet.snn", "--to", "network", "--nir-approximate", "maxpool=avgpool")
+    assert code == 1 and "only to --to nir" in err
