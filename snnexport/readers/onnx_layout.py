@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import ops
-from ..layout import key, order, ours_shape, same_order  # noqa: F401 - shared with the NIR reader and writer
+from ..layout import order, ours_shape
 from ..errors import SnnexportError, UnsupportedLayerError
 from .onnx_check import label
 

@@ -13,8 +13,8 @@ import numpy as np
 from .. import ops
 from ..errors import SnnexportError
 from .onnx_fold import norm_axis
-from ..layout import kernel_to_ours
-from .onnx_layout import Const, Ctx, Val, key, order, same_order, to_ours
+from ..layout import kernel_to_ours, key, order, same_order
+from .onnx_layout import Const, Ctx, Val, to_ours
 
 def _pairs(ctx: Ctx, name: str, rank: int, default: int) -> list[int]:
     v = ctx.ints(name) or [default] * rank
