@@ -371,10 +371,13 @@ class _Builder:
                 flat[:] = s[x.positions()]
                 return self._apply(x, ChannelAffine(flat), None, x.cshape, x.src)
             per_channel = s.reshape(s.shape[0], -1)
-            if np.any(per_channel != per_channel[:, :1]):
-                raise self.fail(name, "a Scale that differs between positions of a channel; one value per channel "
-                                      "is read")
-            return self._apply(x, ChannelAffine(np.ascontiguousarray(per_channel[:, 0])), None, x.cshape, None)
+            if np.all(per_channel == per_channel[:, :1]):
+                return self._apply(x, ChannelAffine(np.ascontiguousarray(per_channel[:, 0])), None, x.cshape, None)
+            # element-wise (e.g. a padded average pool's divisors): scale the flattened tensor, shape it back
+            n = math.prod(x.cshape)
+            flat = self._apply(x, Reshape((n,)), None, (n,), None)
+            flat = self._apply(flat, ChannelAffine(np.ascontiguousarray(to_ours(s).reshape(-1))), None, (n,), None)
+            return self._apply(flat, Reshape(x.shape), None, x.cshape, None)
         if len(x.cshape) != 3:
             raise self.fail(name, f"a {kind} node on an input of shape {x.cshape}; (channels, height, width) "
                                   "is read")
