@@ -58,7 +58,10 @@ def read_network(path: str | Path) -> Network:
             graph = _File(f, p).graph()
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:  # h5py's errors on a damaged file
         raise SnnexportError(f"{p}: damaged NIR file ({_first_line(e)})") from None
-    net = _Builder(p, graph).network()
+    try:
+        net = _Builder(p, graph).network()
+    except (ValueError, IndexError, TypeError, ArithmeticError) as e:  # numbers no check above foresaw
+        raise SnnexportError(f"{p}: cannot read the graph ({_first_line(e)})") from None
     from ..network import check_network
     check_network(net, str(p))
     return net
