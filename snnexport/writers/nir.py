@@ -12,6 +12,7 @@ spiking softmax are refused unless ``--nir-approximate`` names the stand-in, whi
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import sys
 
@@ -79,10 +80,8 @@ class NirWriter(Writer):
     def render(self, net: Network, options: WriteOptions) -> Rendered:
         if options.output is None:
             raise SnnexportError("the nir writer writes an HDF5 file, which needs a real file: give -o FILE.nir")
-        try:
-            import nir  # noqa: F401 - only to say what is missing, before any work
-        except ImportError:
-            raise SnnexportError("the nir writer needs the nir package: pip install 'snnexport[nir]'") from None
+        if importlib.util.find_spec("nir") is None:
+            raise SnnexportError("the nir writer needs the nir package: pip install 'snnexport[nir]'")
         allowed = tuple(options.extra.get("nir_approximate", ()))
         notes = self.approximations(net, allowed)
         for note in notes:
