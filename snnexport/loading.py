@@ -60,6 +60,7 @@ def load_network(model: str, args: argparse.Namespace, quiet: bool = False) -> N
         if is_nir(model):
             from .readers.nir import read_network
             net = read_network(path)
+            net.provenance.model_sha256 = sha256_file(path)
         else:
             net = Network.load(path)
         for name in SETTINGS:  # only what was asked for; the rest stays as the file says

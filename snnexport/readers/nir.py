@@ -254,7 +254,7 @@ class _Builder:
             values[name] = self._linear(name, kind, a, x)
         theta = self._threshold(pops, projections, thresholds)
         out = next(p for p in preds[outputs[0]])
-        prov = Provenance(self.path.name, _sha256(self.path), "", __version__, "nir", "NIR (HDF5)")
+        prov = Provenance(self.path.name, "", "", __version__, "nir", "NIR (HDF5)")  # loading.py adds the sha256
         net = Network(input_spec, pops, projections, out, Neuron(theta, "zero"), Settings(),
                       Normalization("none"), prov)
         for note in self.notes:
@@ -453,8 +453,3 @@ class _Builder:
             const = (b if const is None else const + b).astype(np.float32)
             const = np.broadcast_to(const, ours_shape(cshape)).astype(np.float32)
         return _Tensor(terms, const, cshape, src)
-
-
-def _sha256(path: Path) -> str:
-    from ..loading import sha256_file
-    return sha256_file(path)
