@@ -330,6 +330,11 @@ def simulate_command(argv: list[str]) -> int:
     p.add_argument("--seed", type=int_range("--seed", 0, MAX_SEED), default=0,
                    help="seed of Poisson input and the spiking softmax (default 0)")
     p.add_argument("--out", help="write the results file (.npz, the layout of the exported scripts)")
+    p.add_argument("--early-decision", action="store_true",
+                   help="decide each sample's class at the first step no other class can still catch up "
+                        "(the results record the step; operations are counted to it)")
+    p.add_argument("--decision-margin", type=int_range("--decision-margin", 1), metavar="M",
+                   help="decide at the first step the leading class is M spikes ahead (or cannot be caught up)")
     add_conversion_options(p)
     args = p.parse_args(argv)
     if args.out:
@@ -342,13 +347,23 @@ def simulate_command(argv: list[str]) -> int:
     ann_pred = ann[net.output].reshape(len(x), -1).argmax(axis=1)
     progress(f"simulating {len(x)} samples for {net.settings.steps} steps")
     res = simulate(net, x, y, steps=net.settings.steps, batch=args.batch, delay=args.delay,
-                   seed=args.seed, progress=True)
+                   seed=args.seed, progress=True, early_decision=args.early_decision,
+                   decision_margin=args.decision_margin)
     snn_pred = res["predictions"]
     say(f"samples: {len(x)}, steps: {net.settings.steps}, delay: {args.delay}")
     if y is not None:
         say(f"ANN accuracy: {100 * float((ann_pred == y).mean()):.2f} %")
         say(f"SNN accuracy: {100 * float((snn_pred == y).mean()):.2f} %")
     say(f"SNN agrees with the ANN on {100 * float((snn_pred == ann_pred).mean()):.2f} % of samples")
+    decision = None
+    if "decision_steps" in res:
+        from .opcount import snn_ops
+        decision = {"margin": args.decision_margin}
+        d = sorted(int(v) for v in res["decision_steps"])
+        ops = snn_ops(net, res, x, args.seed)
+        say(f"early decision: at step {sum(d) / len(d):.1f} of {net.settings.steps} on average (median "
+            f"{d[len(d) // 2]}); SNN operations to it {float(ops['decided'].mean()):,.0f} per sample, "
+            f"{float(ops['decided'].mean()) / ops['ann']:.3f} x the ANN's {ops['ann']:,}")
     from .compare import population_counts, rate_fit
     say("firing rate (spikes/step) vs normalized ANN activation, per hidden population:")
     for name, counts in population_counts(res).items():
@@ -357,7 +372,8 @@ def simulate_command(argv: list[str]) -> int:
             say(f"  {name!r}: Pearson r {fit['pearson']:.4f}, slope {fit['slope']:.3f}, RMSE {fit['rmse']:.4f}")
     if args.out:
         with user_errors():
-            runtime.save_results(args.out, res, results_meta(net, res, seed=args.seed, delay=args.delay))
+            runtime.save_results(args.out, res, results_meta(net, res, seed=args.seed, delay=args.delay,
+                                                             decision=decision))
         progress(f"wrote {args.out}")
     return 0
 

@@ -17,7 +17,7 @@ from typing import Any
 from . import __version__
 from .errors import SnnexportError
 from .network import Network
-from .options import CONVERSION_ONLY, SETTINGS
+from .options import CONVERSION_ONLY, NEURON_SETTINGS, SETTINGS
 
 
 def is_network(model: str) -> bool:
@@ -39,7 +39,7 @@ def check_model_options(model: str, args: argparse.Namespace) -> None:
     if given:
         raise SnnexportError(f"{model} is a network file, converted already: {', '.join(given)} "
                              f"{'applies' if len(given) == 1 else 'apply'} only to a model "
-                             "(--readout, --steps and --clamp may still be given)")
+                             "(--readout, --steps, --clamp, --v-init and --threshold-rule may still be given)")
 
 
 def option(args: argparse.Namespace, name: str) -> Any:
@@ -66,8 +66,15 @@ def load_network(model: str, args: argparse.Namespace, quiet: bool = False) -> N
         for name in SETTINGS:  # only what was asked for; the rest stays as the file says
             if getattr(args, name, None) is not None:
                 setattr(net.settings, name, getattr(args, name))
+        for name in NEURON_SETTINGS:
+            if getattr(args, name, None) is not None:
+                setattr(net.neuron, name, getattr(args, name))
         return net
-    return _convert(path, model, args, quiet)
+    net = _convert(path, model, args, quiet)
+    for name, default in NEURON_SETTINGS.items():
+        value = getattr(args, name, None)
+        setattr(net.neuron, name, default if value is None else value)
+    return net
 
 
 def _convert(path: Path, model: str, args: argparse.Namespace, quiet: bool) -> Network:

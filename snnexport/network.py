@@ -75,6 +75,12 @@ class Projection:
 class Neuron:
     threshold: float = 1.0
     reset: str = "subtract"  # or "zero"
+    v_init: float = 0.0  # V before a sample's first step (and while clamped), as a fraction of θ: [0, 1)
+    threshold_rule: str = "ge"  # "ge": fire where V >= θ (the paper); "gt": where V > θ (NIR's IF)
+
+    def v_start(self) -> float:
+        """The initial membrane potential v_init·θ, rounded once to float32 (the state's type)."""
+        return float(np.float32(self.v_init * self.threshold))
 
 
 @dataclass(eq=False)

@@ -34,7 +34,8 @@ from .ops import ACTIVATIONS, OP_TYPES
 
 
 FORMAT = "snnexport-network"
-FORMAT_VERSION = 2  # 2: provenance.model_format and model_producer (ONNX input); 1 is read as Keras
+FORMAT_VERSION = 3  # 3: neuron.v_init and threshold_rule; 2: provenance.model_format and model_producer (ONNX
+# input). Older versions are read with the defaults of what came later (1 as Keras, 0 and "ge").
 
 MAX_NAME = 4096  # characters in a name or the model file name
 MAX_VERSION = 256  # characters in a version string
@@ -46,6 +47,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)  # state is float32: a larger numb
 
 ENCODINGS = ("analog", "poisson")
 RESETS = ("subtract", "zero")
+THRESHOLD_RULES = ("ge", "gt")
 READOUTS = ("count", "membrane", "softmax")
 DELAYS = ("step", "zero")
 METHODS = ("percentile", "model-bound", "none")
@@ -77,14 +79,23 @@ def check_document(doc: Any, arrays: Mapping[str, ArrayInfo], classes: Mapping[s
 
 
 def _upgrade(doc: Any) -> None:
-    """A version-1 file (before ONNX input) came from a Keras model: fill in what version 2 added, in place.
-    Anything else is left for the checker to judge."""
+    """Bring an older file up to this version, in place, one version at a time: a version-1 file (before ONNX
+    input) came from a Keras model; a version-2 file (before the neuron's v_init and threshold_rule) simulates
+    as V starting at 0 with "ge". A file that already holds a later version's fields is no such file: it is
+    left as it is, for the checker to judge (as is anything else)."""
     version = doc.get("version") if isinstance(doc, dict) else None
-    if type(version) is int and version == 1 and doc.get("format") == FORMAT:  # JSON true is not version 1
+    if type(version) is not int or doc.get("format") != FORMAT:  # JSON true is not version 1
+        return
+    if version == 1:
         provenance = doc.get("provenance")
         if isinstance(provenance, dict) and not {"model_format", "model_producer"} & set(provenance):
             provenance.update(model_format="keras", model_producer="")
-            doc["version"] = 2
+            doc["version"] = version = 2
+    if version == 2:
+        neuron = doc.get("neuron")
+        if isinstance(neuron, dict) and not {"v_init", "threshold_rule"} & set(neuron):
+            neuron.update(v_init=0.0, threshold_rule="ge")
+            doc["version"] = 3
 
 
 def _join(path: str, key: str | int) -> str:
@@ -264,6 +275,11 @@ class _Checker:
         self.obj(d["neuron"], "neuron", Neuron)
         self.number(d["neuron"]["threshold"], "neuron.threshold", positive=True)
         self.choice(d["neuron"]["reset"], "neuron.reset", RESETS)
+        v_init = d["neuron"]["v_init"]
+        if isinstance(v_init, bool) or not isinstance(v_init, (int, float)) or not 0 <= v_init < 1:
+            self.fail("neuron.v_init",
+                      f"expected a number in [0, 1) (a fraction of the threshold), got {_show(v_init)}")
+        self.choice(d["neuron"]["threshold_rule"], "neuron.threshold_rule", THRESHOLD_RULES)
         s = self.obj(d["settings"], "settings", Settings)
         self.integer(s["steps"], "settings.steps", 1, MAX_STEPS, "2**24")
         self.choice(s["readout"], "settings.readout", READOUTS)

@@ -232,6 +232,9 @@ def snn_ops(net: Network, results: dict[str, np.ndarray], x: np.ndarray | None =
         sum exactly to its spiking total. The analog input's operations fall on step 1; Poisson
         input is exact per step. ``per_step.sum(axis=1) == total``; cumsum for ops-versus-time.
       * ``ann`` int: :func:`ann_ops`, for the ratio SNN/ANN.
+      * ``decided`` (N,) float64, where the results hold ``decision_steps`` (early decision): the
+        operations up to and including each sample's step of decision, ``per_step`` summed to it
+        (so its spread over steps, for populations and gates, is an estimate; the total is exact).
     For 'sign' populations the file holds net counts (+1 − 1), so their |count| is a lower bound.
     """
     names = [str(s) for s in np.asarray(results["population_names"]).reshape(-1)]
@@ -267,8 +270,12 @@ def snn_ops(net: Network, results: dict[str, np.ndarray], x: np.ndarray | None =
     per_step = raw * np.divide(spiking, sums, out=np.zeros(n_samples), where=sums > 0)[:, None]
     input_ops, steps_in = _input_ops(net, results, degrees, fo, x, seed)
     per_step = per_step + steps_in
-    return {"total": spiking + input_ops, "per_node": per_node, "input": input_ops,
-            "per_step": per_step, "ann": ann_ops(net, degrees)}
+    out = {"total": spiking + input_ops, "per_node": per_node, "input": input_ops,
+           "per_step": per_step, "ann": ann_ops(net, degrees)}
+    if "decision_steps" in results:  # early decision: the operations stop at each sample's step of decision
+        d = np.asarray(results["decision_steps"], np.int64).reshape(-1)
+        out["decided"] = np.where(np.arange(1, steps + 1)[None, :] <= d[:, None], per_step, 0.0).sum(axis=1)
+    return out
 
 
 def _input_ops(net: Network, results: dict[str, np.ndarray], degrees: Degrees, fo: dict[str, np.ndarray],

@@ -19,6 +19,8 @@ CONVERSION_ONLY = {"calibration": None, "calibration_samples": 1000, "percentile
                    "encoding": "analog"}
 # Settings a network file holds and an option may change (default: the file's; for a model: these).
 SETTINGS = {"readout": "count", "steps": 100, "clamp": 0}
+# The neuron's settings that an option may change, for a model or a network file alike (docs/semantics.md).
+NEURON_SETTINGS = {"v_init": 0.0, "threshold_rule": "ge"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -68,6 +70,21 @@ def number_range(name: str, lo: float, hi: float | None = None, lo_open: bool = 
     return parse
 
 
+def fraction(name: str) -> Callable[[str], float]:
+    """argparse type: a number in [0, 1); errors name the option."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number in [0, 1), got {text!r}") from None
+        if not 0 <= value < 1:  # NaN fails too
+            raise argparse.ArgumentTypeError(f"{name} must be a number in [0, 1), got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
 def add_conversion_options(p: argparse.ArgumentParser) -> None:
     """The options :func:`snnexport.loading.load_network` reads (defaults in CONVERSION_ONLY and SETTINGS)."""
     g = p.add_argument_group("conversion (a model only; refused with a network file)")
@@ -85,7 +102,12 @@ def add_conversion_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=int_range("--steps", 1, MAX_STEPS),
                    help="default time steps of the exported network (default 100)")
     g.add_argument("--clamp", type=int_range("--clamp", 0), metavar="D",
-                   help="hold population l's membrane at 0 for the first D*l steps (default 0)")
+                   help="hold population l's membrane at its initial value for the first D*l steps (default 0)")
+    g.add_argument("--v-init", type=fraction("--v-init"), metavar="FRACTION",
+                   help="initial membrane potential as a fraction of the threshold, in [0, 1) (default 0; 0.5 "
+                        "starts at θ/2, so that rates round instead of floor)")
+    g.add_argument("--threshold-rule", choices=("ge", "gt"),
+                   help="fire where V >= θ (ge, default, the paper's) or where V > θ (gt, NIR's IF)")
     p.add_argument("--input-scale", type=number_range("--input-scale", 0), metavar="S",
                    help="multiply data by S before use (default: 1/255 for uint8 data, else 1; needed for "
                         "integer data outside 0..255)")

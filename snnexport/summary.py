@@ -7,6 +7,8 @@ import numpy as np
 from . import opcount
 from .network import Gate, Network
 
+_RULES = {"ge": ">=", "gt": ">"}  # the threshold rule, as the comparison it makes
+
 
 def describe(net: Network) -> str:
     degrees = opcount.all_degrees(net)  # exact fan-ins from the kernels, without listing synapses
@@ -34,7 +36,8 @@ def describe(net: Network) -> str:
         f"neurons: {neurons}",
         f"synapses: {synapses}",
         f"ANN operations per frame (paper Eq. 9): {opcount.ann_ops(net, degrees)}",
-        f"neuron: threshold {net.neuron.threshold:g}, reset {net.neuron.reset}",
+        f"neuron: threshold {net.neuron.threshold:g} (fires where V {_RULES[net.neuron.threshold_rule]} threshold), "
+        f"reset {net.neuron.reset}, initial V {net.neuron.v_init:g} x threshold",
         f"normalization: {how}",
         f"source: {net.provenance.model_file!r} (sha256 {net.provenance.model_sha256[:16]}), "
         f"{net.provenance.origin()}, snnexport {net.provenance.snnexport_version}",

@@ -1,7 +1,7 @@
 """The back ends a scenario test runs on, in the manner of PyNN's run_with_simulators and Nengo's
 Simulator fixture: the reference simulator and every installed script writer, behind one call.
 
-``backend.run(net, x, steps=..., readout=..., seed=..., clamp=..., labels=...)`` returns the arrays
+``backend.run(net, x, steps=..., readout=..., seed=..., clamp=..., labels=..., decision=...)`` returns the arrays
 of docs/semantics.md's results file: from ``snnexport.simulator.simulate`` (delay "step"), or from
 the writer's exported script, run in a subprocess as a user runs it (script_runner). A script back
 end skips the test where the writer's capability table refuses or only approximates a feature the
@@ -47,8 +47,9 @@ class Backend:
     name = ""
 
     def run(self, net: Network, x: np.ndarray, *, steps: int, readout: str | None = None,
-            seed: int | None = None, clamp: int | None = None, labels: np.ndarray | None = None
-            ) -> dict[str, np.ndarray]:
+            seed: int | None = None, clamp: int | None = None, labels: np.ndarray | None = None,
+            decision: int | None = None) -> dict[str, np.ndarray]:
+        """``decision``: None (no early decision), 0 (early decision), M ≥ 1 (decision margin M)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -60,9 +61,10 @@ class Reference(Backend):
     name = REFERENCE
 
     def run(self, net: Network, x: np.ndarray, *, steps: int, readout: str | None = None,
-            seed: int | None = None, clamp: int | None = None, labels: np.ndarray | None = None
-            ) -> dict[str, np.ndarray]:
-        return simulate(net, x, labels, steps=steps, delay="step", readout=readout, seed=seed, clamp=clamp)
+            seed: int | None = None, clamp: int | None = None, labels: np.ndarray | None = None,
+            decision: int | None = None) -> dict[str, np.ndarray]:
+        return simulate(net, x, labels, steps=steps, delay="step", readout=readout, seed=seed, clamp=clamp,
+                        early_decision=decision is not None, decision_margin=decision or None)
 
 
 class Script(Backend):
@@ -97,12 +99,14 @@ class Script(Backend):
         return net
 
     def run(self, net: Network, x: np.ndarray, *, steps: int, readout: str | None = None,
-            seed: int | None = None, clamp: int | None = None, labels: np.ndarray | None = None
-            ) -> dict[str, np.ndarray]:
+            seed: int | None = None, clamp: int | None = None, labels: np.ndarray | None = None,
+            decision: int | None = None) -> dict[str, np.ndarray]:
         net = self.prepared(net, readout=readout, seed=seed, clamp=clamp)
         name = f"snn_{self.name}.py"  # not "nest.py": a script must not shadow its simulator
         rendered = get(self.name).render(net, WriteOptions(output=Path(name)))  # only the name reaches the script
         args = ["--steps", str(steps), "--readout", net.settings.readout, "--seed", str(net.settings.seed)]
+        if decision is not None:
+            args += ["--decision-margin", str(decision)] if decision else ["--early-decision"]
         key = hashlib.sha256()
         for part in (rendered.main, *rendered.beside.values(), repr(args).encode(), _array_bytes(x),
                      _array_bytes(labels)):

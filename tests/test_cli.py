@@ -215,6 +215,11 @@ BAD_OPTIONS = [
     (["--embed-limit", "nan"], "--embed-limit must be a finite number > 0, got nan"),
     (["--embed-limit", "0"], "--embed-limit must be a finite number > 0"),
     (["--reset", "sideways"], "invalid choice: 'sideways'"),
+    (["--v-init", "1"], "--v-init must be a number in [0, 1), got 1"),
+    (["--v-init", "-0.1"], "--v-init must be a number in [0, 1), got -0.1"),
+    (["--v-init", "nan"], "--v-init must be a number in [0, 1), got nan"),
+    (["--v-init", "half"], "--v-init must be a number in [0, 1), got 'half'"),
+    (["--threshold-rule", "lt"], "invalid choice: 'lt'"),
 ]
 
 
@@ -234,6 +239,8 @@ def test_bad_conversion_options_are_one_line_before_any_work(tmp_path, small_mod
     (["--steps", "-5"], "--steps must be from 1 to 16777215, got -5"),
     (["--clamp", "-2"], "--clamp must be at least 0, got -2"),
     (["--input-scale", "0"], "--input-scale must be a finite number > 0, got 0"),
+    (["--decision-margin", "0"], "--decision-margin must be at least 1, got 0"),
+    (["--early-decision", "--readout", "membrane"], "early decision needs a readout that counts spikes"),
 ])
 def test_bad_simulate_options(network, tmp_path, args, message):
     net, data = network
@@ -283,6 +290,35 @@ def test_settings_still_apply_to_a_network_file_and_default_to_its_own(network, 
     help_text = snnexport("--help").stdout.decode()
     assert "a model only; refused with a network file" in help_text
     assert "for a network file: default the file's own" in help_text
+
+
+def test_neuron_settings_apply_to_a_model_and_a_network_file(network, small_model, tmp_path):
+    """--v-init and --threshold-rule set the neuron's settings, for a model (defaults 0 and "ge") and for a
+    network file (default: the file's own)."""
+    net, _ = network
+    out, again = tmp_path / "n.snn", tmp_path / "m.snn"
+    assert snnexport(net, "--v-init", "0.5", "--threshold-rule", "gt", "-o", out).returncode == 0
+    loaded = Network.load(out)
+    assert loaded.neuron.v_init == 0.5 and loaded.neuron.threshold_rule == "gt"
+    assert snnexport(out, "--steps", "20", "-o", again).returncode == 0  # kept where no option names them
+    assert Network.load(again).neuron.v_init == 0.5 and Network.load(again).neuron.threshold_rule == "gt"
+    info = snnexport("info", out).stdout.decode()
+    assert "fires where V > threshold" in info and "initial V 0.5 x threshold" in info
+    converted = tmp_path / "c.snn"
+    assert snnexport(small_model, "--v-init", "0.25", "-o", converted).returncode == 0
+    assert Network.load(converted).neuron.v_init == 0.25 and Network.load(converted).neuron.threshold_rule == "ge"
+
+
+def test_simulate_with_early_decision_records_and_reports_the_step(network, tmp_path):
+    net, data = network
+    out = tmp_path / "r.npz"
+    proc = snnexport("simulate", net, "--data", data, "-n", "8", "--decision-margin", "2", "--out", out)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert re.search(r"early decision: at step [0-9.]+ of \d+ on average \(median \d+\); SNN operations to it "
+                     r"[0-9,]+ per sample, [0-9.]+ x the ANN's [0-9,]+", proc.stdout.decode()), proc.stdout.decode()
+    from snnexport.scriptlib.runtime import load_results
+    r = load_results(out)
+    assert r["decision_steps"].shape == (8,) and r["meta"]["early_decision"] == {"margin": 2}
 
 
 def test_simulate_progress_is_prefixed_and_its_rate_leaves_out_compilation(network):

@@ -102,7 +102,7 @@ def every_feature() -> Network:
                                    ops.Embed(0, 1, 3), ops.Scale(0.75)]),
              Projection("g1", "c", [ops.Reshape((18,)), ops.Dense(k(18, 1)), ops.Embed(0, 0, 3)]),
              Projection("c", "out", [ops.Dense(k(3, 3))])]
-    return Network(InputSpec("in", (6, 6, 1), "poisson"), nodes, projs, "out", Neuron(1.0, "zero"),
+    return Network(InputSpec("in", (6, 6, 1), "poisson"), nodes, projs, "out", Neuron(1.0, "zero", 0.25, "gt"),
                    Settings(20, "count", "step", 1, 3), Normalization("percentile", 99.9, 10, "ab" * 32),
                    Provenance("m.h5", "cd" * 32, "3.15.1", "0.1.0"))
 
@@ -241,6 +241,11 @@ def test_every_field_of_lenet_is_checked(lenet, samples):
     assert results["int:bool at settings.seed"].endswith("settings.seed: expected an integer in [0, 2**63), got true")
     assert results["str:hostile at provenance.keras_version"] == "ran"
     assert results["int:2**31 at settings.seed"] == "ran"
+    assert results["float:nan at neuron.v_init"].endswith("neuron.v_init: expected a number in [0, 1) (a fraction "
+                                                          "of the threshold), got NaN")
+    assert results["float:zero at neuron.v_init"] == "ran"
+    assert results["str:empty at neuron.threshold_rule"].endswith(
+        'neuron.threshold_rule: expected one of "ge", "gt"; got ""')
     assert results["array:fortran order at projections.0.ops.0.kernel"] == "ran"
 
 
@@ -367,10 +372,11 @@ def test_random_bytes(tmp_path):
 
 def test_a_version_1_file_reads_as_a_keras_model_and_other_versions_are_refused(lenet, tmp_path):
     doc, members = unpack(lenet)
-    assert doc["version"] == 2 and doc["provenance"]["model_format"] == "keras"
+    assert doc["version"] == 3 and doc["provenance"]["model_format"] == "keras"
     old = copy.deepcopy(doc)
     old["version"] = 1
     del old["provenance"]["model_format"], old["provenance"]["model_producer"]
+    del old["neuron"]["v_init"], old["neuron"]["threshold_rule"]
     path = tmp_path / "v1.snn"
     path.write_bytes(pack(old, members))
     net = Network.load(path)
@@ -380,9 +386,39 @@ def test_a_version_1_file_reads_as_a_keras_model_and_other_versions_are_refused(
     half["provenance"]["model_format"] = "onnx"
     path.write_bytes(pack(half, members))
     _refused_by_every_command(path, "network file version 1 is not supported")
-    for version in (3, 0, True):
+    for version in (4, 0, True):
         path.write_bytes(pack(dict(doc, version=version), members))
-        _refused_by_every_command(path, "is not supported (this snnexport reads version 2)")
+        _refused_by_every_command(path, "is not supported (this snnexport reads version 3)")
+
+
+def test_a_version_2_file_reads_with_v_init_0_and_rule_ge(lenet, tmp_path):
+    """Version 3 added the neuron's v_init and threshold_rule: a version-2 file simulates as before."""
+    doc, members = unpack(lenet)
+    old = copy.deepcopy(doc)
+    old["version"] = 2
+    del old["neuron"]["v_init"], old["neuron"]["threshold_rule"]
+    path = tmp_path / "v2.snn"
+    path.write_bytes(pack(old, members))
+    net = Network.load(path)
+    assert net.neuron.v_init == 0.0 and net.neuron.threshold_rule == "ge" and net.version == 3
+    assert net.sha256() == Network.load(io.BytesIO(lenet)).sha256()
+    half = copy.deepcopy(old)  # a version-2 file that already holds a version-3 field is no version-2 file
+    half["neuron"]["v_init"] = 0.5
+    path.write_bytes(pack(half, members))
+    _refused_by_every_command(path, "network file version 2 is not supported")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("v_init", 1.0, "neuron.v_init: expected a number in [0, 1) (a fraction of the threshold), got 1.0"),
+    ("v_init", -0.25, "neuron.v_init: expected a number in [0, 1) (a fraction of the threshold), got -0.25"),
+    ("v_init", "0.5", 'neuron.v_init: expected a number in [0, 1) (a fraction of the threshold), got "0.5"'),
+    ("v_init", True, "neuron.v_init: expected a number in [0, 1) (a fraction of the threshold), got true"),
+    ("threshold_rule", "le", 'neuron.threshold_rule: expected one of "ge", "gt"; got "le"'),
+])
+def test_bad_neuron_setting(lenet, tmp_path, field, value, message):
+    def edit(doc, members):
+        doc["neuron"][field] = value
+    _refused_by_every_command(_edited(lenet, tmp_path, edit), message)
 
 
 def test_network_json_is_a_list(lenet, tmp_path):
@@ -616,6 +652,8 @@ IN_CODE = {
                        r'nodes\[3\]\.name: "a" is already the name of population nodes\[0\]'),
     "hidden softmax": (_set_attr(lambda net: net.nodes[4], "activation", "softmax"),
                        r'nodes\[4\]\.activation: "softmax" is allowed only for the output population \("out"\)'),
+    "v_init of one": (_set_attr(lambda net: net.neuron, "v_init", np.float32(1.0)),
+                      r"neuron\.v_init: expected a number in \[0, 1\) \(a fraction of the threshold\), got 1\.0"),
     "numpy bool": (_set_attr(lambda net: net.settings, "steps", np.True_),
                    r"settings\.steps: expected an integer in \[1, 2\*\*24\), got bool"),
 }

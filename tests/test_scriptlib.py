@@ -151,7 +151,37 @@ def test_results_meta_has_the_documented_keys() -> None:
                                 "ab" * 32, 7, run_seconds=1.5)
     assert meta == {"simulator": "reference", "simulator_version": "0.1.0", "snnexport_version": "0.1.0",
                     "steps": 100, "seed": 0, "readout": "count", "delay": "step", "reset": "subtract",
-                    "encoding": "analog", "network_sha256": "ab" * 32, "samples": 7, "run_seconds": 1.5}
+                    "encoding": "analog", "network_sha256": "ab" * 32, "samples": 7, "early_decision": None,
+                    "run_seconds": 1.5}
+
+
+def _decision_by_hand(spikes: np.ndarray, margin: int | None) -> tuple[int, int]:
+    """docs/semantics.md's early decision for one sample (T, classes), step by step."""
+    steps = len(spikes)
+    counts = np.zeros(spikes.shape[1], np.int64)
+    for t in range(1, steps + 1):
+        counts += spikes[t - 1]
+        order = np.sort(counts)
+        lead = order[-1] - order[-2]
+        if lead > steps - t or (margin is not None and lead >= margin):
+            return t, int(np.argmax(counts))
+    return steps, -1
+
+
+@pytest.mark.parametrize("margin", [None, 1, 3])
+def test_early_decision_against_a_step_by_step_reading(margin: int | None) -> None:
+    rng = np.random.default_rng(5)
+    rates = rng.uniform(0, 0.6, (300, 1, 4))
+    spikes = (rng.uniform(0, 1, (300, 25, 4)) < rates).astype(np.int16)
+    spikes[:3] = 0  # silent samples: tied to the end
+    steps, classes = runtime.early_decision(spikes, margin, block=7)  # blocks that do not divide N
+    want = [_decision_by_hand(s, margin) for s in spikes]
+    np.testing.assert_array_equal(steps, [w[0] for w in want])
+    np.testing.assert_array_equal(classes, [w[1] for w in want])
+    assert steps.dtype == np.int32 and classes.dtype == np.int64 and (classes[:3] == -1).all()
+    if margin is None:  # a settled decision is the class the full run reads (where counts do not tie)
+        full = runtime.output_prediction("count", spikes, np.zeros((300, 4), np.float32))
+        assert ((classes == full) | (classes == -1)).all() and (steps < 25).sum() > 100
 
 
 # --- registries keyed by op kind ---------------------------------------------------------------------

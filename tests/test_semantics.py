@@ -126,6 +126,78 @@ def test_clamp_discards_the_current_of_clamped_steps(backend: Backend) -> None:
     np.testing.assert_array_equal(np.nonzero(r2["spikes_per_step"][0][:, 1])[0] + 1, [8, 10, 12])
 
 
+# --- the neuron's settings: initial potential and threshold rule ------------------------------------
+
+def with_neuron(net: Network, v_init: float = 0.0, rule: str = "ge") -> Network:
+    net.neuron.v_init, net.neuron.threshold_rule = v_init, rule
+    return net
+
+
+@pytest.mark.parametrize("rule", ["ge", "gt"])
+def test_half_threshold_start_rounds_the_rate(backend: Backend, rule: str) -> None:
+    """v_init 0.5 with reset by subtraction: V(t) = 1/2 + t·z − count stays in [0, 1) ("ge") or (0, 1] ("gt"),
+    so after t steps of constant z ≤ 1 the count is exactly ⌊t·z + 1/2⌋ ("ge") or ⌈t·z − 1/2⌉ ("gt"):
+    rounding instead of flooring; the two differ where t·z + 1/2 is an integer (V lands on θ). z as a
+    bias (the first n neurons) and as analog input through weight 1 (the last n)."""
+    T, n = 64, len(EXACT)
+    p = pop("out", (2 * n,), 1, EXACT + [0.0] * n)
+    net = network([p], [Projection("x", "out", dense(np.hstack([np.zeros((n, n)), np.eye(n)])))], "out", (n,))
+    r = backend.run(with_neuron(net, 0.5, rule), np.asarray([EXACT], np.float32), steps=T)
+    z = np.asarray(EXACT * 2, np.float64)
+    t = np.arange(1, T + 1)[:, None]
+    want = np.floor(t * z + 0.5) if rule == "ge" else np.ceil(t * z - 0.5)
+    np.testing.assert_array_equal(np.cumsum(r["output_steps"][0], axis=0), want)
+    np.testing.assert_array_equal(r["output_v"][0], 0.5 + T * z - r["counts_0"][0])
+    assert (want != np.floor(t * z)).sum() > T  # what V = 0 gives differs at many (step, neuron) pairs
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_threshold_rule_decides_a_potential_exactly_at_threshold(backend: Backend, reset: str) -> None:
+    """Constant z that brings V exactly onto θ = 1 from V = 0: "ge" fires there, "gt" a step later.
+    Reset by subtraction: ⌊t·z⌋ spikes ("ge") against max(0, ⌈t·z⌉ − 1) ("gt"). Reset to zero: a spike
+    every ⌈1/z⌉ steps ("ge") against ⌊1/z⌋ + 1 ("gt"); equal where 1/z is no integer (z = 0.375)."""
+    T = 24
+    z = [0.25, 0.375, 0.5, 1.0]
+    net, x = constant_current_net(z, reset=reset)
+    ge = backend.run(with_neuron(net, 0.0, "ge"), x, steps=T)
+    gt = backend.run(with_neuron(constant_current_net(z, reset=reset)[0], 0.0, "gt"), x, steps=T)
+    t = np.arange(1, T + 1)[:, None]
+    zz = np.asarray(z)
+    if reset == "subtract":
+        np.testing.assert_array_equal(np.cumsum(ge["output_steps"][0], axis=0), np.floor(t * zz))
+        np.testing.assert_array_equal(np.cumsum(gt["output_steps"][0], axis=0), np.maximum(0, np.ceil(t * zz) - 1))
+    else:
+        for i, zi in enumerate(z):
+            for r, period in ((ge, int(np.ceil(1 / zi))), (gt, int(np.floor(1 / zi)) + 1)):
+                np.testing.assert_array_equal(np.nonzero(r["output_steps"][0, :, i])[0] + 1,
+                                              np.arange(period, T + 1, period), err_msg=str(zi))
+    assert (gt["counts_0"][0] < ge["counts_0"][0])[[0, 2, 3]].all()  # where V hits θ exactly
+
+
+def test_threshold_rule_gt_mirrors_for_negative_spikes(backend: Backend) -> None:
+    """A sign population with "gt": −1 spikes where V < −θ, so currents ∓0.5 reach ∓θ at step 2 and fire
+    at step 3; subtraction leaves ∓0.5, and from then on every second step: 3, 5, 7, …"""
+    s = pop("s", (2,), 1, [-0.5, 0.5], activation="sign")
+    net = network([s], [Projection("x", "s", dense(np.zeros((1, 2))))], "s")
+    r = backend.run(with_neuron(net, 0.0, "gt"), np.zeros((1, 1), np.float32), steps=9)
+    np.testing.assert_array_equal(r["output_steps"][0, :, 0], [0, 0, -1, 0, -1, 0, -1, 0, -1])
+    np.testing.assert_array_equal(r["output_steps"][0, :, 1], [0, 0, 1, 0, 1, 0, 1, 0, 1])
+
+
+def test_clamp_holds_the_initial_potential(backend: Backend) -> None:
+    """While clamped, V stays at v_init·θ (here θ/2), so the first live step starts from there: p1 (clamped
+    at t = 1) reaches 0.5 + 0.5 = θ at step 2; p2 (clamped for t ≤ 2) at 0.5 + 1 from p1's spike of step 2,
+    arriving at 3. An output clamped for all T steps ends at V = θ/2."""
+    net, x = identity_chain(2, z=0.5)
+    r = backend.run(with_neuron(net, 0.5), x, steps=12, clamp=1)
+    sps = r["spikes_per_step"][0]
+    np.testing.assert_array_equal(np.nonzero(sps[:, 0])[0] + 1, [2, 4, 6, 8, 10, 12])
+    np.testing.assert_array_equal(np.nonzero(sps[:, 1])[0] + 1, [3, 5, 7, 9, 11])
+    np.testing.assert_array_equal(r["output_v"][0], [0.5])  # 0.5 + 1 − 1 after its spike at 11, + 0 at 12
+    held = backend.run(with_neuron(identity_chain(2, z=0.5)[0], 0.5), x, steps=2, clamp=1)
+    assert held["output_v"][0, 0] == 0.5 and held["counts_1"][0, 0] == 0
+
+
 # --- time and delays -------------------------------------------------------------------------------
 
 def test_one_step_delay_per_population(backend: Backend) -> None:
@@ -295,6 +367,32 @@ def test_count_readout_ties_go_to_the_larger_membrane_potential(backend: Backend
     np.testing.assert_array_equal(r["output_counts"], [[2, 2, 0], [2, 2, 0], [1, 2, 2]])
     np.testing.assert_array_equal(r["predictions"], [1, 0, 1])
     assert r["output_counts"].dtype == np.int64 and r["predictions"].dtype == np.int64
+
+
+def crossing_net() -> tuple[Network, np.ndarray]:
+    """Two output classes: o0 has current 0.5 from step 1 (spikes at 2, 4, 6, …); o1 gets 0.75 per step from
+    h's spikes (h fires every step), from step 2 on (spikes at 3, 4, 5, 7, 8, 9, 11, …). o0 leads at step 2,
+    they tie at 3 and 4, o1 leads from step 5: counts (o0, o1) at step 9 (4, 6), at 17 (8, 12), at 20 (10, 14)."""
+    h = pop("h", (1,), 1, 1.0)
+    o = pop("o", (2,), 2, [0.5, 0.0])
+    net = network([h, o], [Projection("x", "h", dense([[0.0]])), Projection("h", "o", dense([[0.0, 0.75]]))], "o")
+    return net, np.zeros((1, 1), np.float32)
+
+
+@pytest.mark.parametrize("decision, step, label", [(None, None, 1), (0, 17, 1), (1, 2, 0), (2, 9, 1)])
+def test_early_decision(backend: Backend, decision: int | None, step: int | None, label: int) -> None:
+    """Early decision (0): the first step at which the leader is more spikes ahead than steps are left, 4 > 3
+    at step 17; it never changes the class. A margin M: the first step a class leads by M, which may: o0 by 1
+    at step 2, o1 by 2 at step 9. The spikes themselves are those of the run without early decision."""
+    net, x = crossing_net()
+    r = backend.run(net, x, steps=20, decision=decision)
+    np.testing.assert_array_equal(r["output_counts"], [[10, 14]])
+    np.testing.assert_array_equal(r["predictions"], [label])
+    if decision is None:
+        assert "decision_steps" not in r
+    else:
+        np.testing.assert_array_equal(r["decision_steps"], [step])
+        assert r["decision_steps"].dtype == np.int32
 
 
 def test_membrane_readout_never_fires_and_ties_go_to_the_lower_index(backend: Backend) -> None:

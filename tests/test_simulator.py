@@ -21,6 +21,7 @@ from conftest import BUNDLED_MODEL, BUNDLED_SAMPLES  # noqa: E402
 from snnexport import opcount  # noqa: E402
 from snnexport.scriptlib import runtime  # noqa: E402
 from snnexport.convert import convert  # noqa: E402
+from snnexport.errors import SnnexportError  # noqa: E402
 from snnexport.readers.keras import read_model  # noqa: E402
 from snnexport.network import Gate, InputSpec, Network, Neuron, Population, Projection  # noqa: E402
 from snnexport.ops import Conv2D, Dense, Reshape  # noqa: E402
@@ -37,10 +38,12 @@ def reference(net: Network, x: np.ndarray, steps: int, delay: str = "step", read
     syn = [net.synapses(p) for p in net.projections]
     windows = {g.name: runtime.gate_windows(net.shape_of(g.source), g.pool, g.strides, g.padding) for g in gates}
     theta = np.float32(net.neuron.threshold)
+    v0 = np.float32(net.neuron.v_start())
+    strict = net.neuron.threshold_rule == "gt"
     out = []
     for i, xi in enumerate(x):
         u = runtime.poisson_input(xi, seed, i, steps) if net.input.encoding == "poisson" else None
-        v = {p.name: np.zeros(p.bias.size, np.float32) for p in pops}
+        v = {p.name: np.full(p.bias.size, v0, np.float32) for p in pops}
         count = {n.name: np.zeros(net.size_of(n.name), np.int64) for n in net.nodes}
         prev = {n.name: np.zeros(net.size_of(n.name), np.float32) for n in net.nodes}
         since = {n.name: np.zeros(net.size_of(n.name), np.int64) for n in net.nodes}  # step of last change
@@ -64,16 +67,16 @@ def reference(net: Network, x: np.ndarray, steps: int, delay: str = "step", read
                 vv = v[node.name]
                 if t <= clamp * node.depth:
                     s = np.zeros_like(vv)
-                    vv[:] = 0
+                    vv[:] = v0
                 elif node.name == net.output and readout != "count":
                     vv += current
                     s = (runtime.softmax_spikes(vv.astype(np.float64), draws[t - 1]).astype(np.float32)
                          if readout == "softmax" else np.zeros_like(vv))
                 else:
                     vv += current
-                    s = (vv >= theta).astype(np.float32)
+                    s = ((vv > theta) if strict else (vv >= theta)).astype(np.float32)
                     if node.activation == "sign":
-                        s -= (vv <= -theta).astype(np.float32)
+                        s -= ((vv < -theta) if strict else (vv <= -theta)).astype(np.float32)
                     if net.neuron.reset == "zero":
                         vv[s != 0] = 0
                     else:
@@ -144,6 +147,15 @@ def test_agrees_in_zero_delay_mode_with_softmax_and_clamp() -> None:
 def test_agrees_with_poisson_input_and_reset_to_zero() -> None:
     net, x = converted(model_zoo.build_lenet, 3, encoding="poisson", reset="zero")
     assert_agrees(net, x, 20, seed=9)
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_agrees_with_a_half_threshold_start_and_the_strict_rule_with_clamp(reset: str) -> None:
+    """v_init and threshold_rule "gt" on a network with gates (window-major layouts start at v_init·θ too)."""
+    net, x = converted(model_zoo.build_lenet, 3, reset=reset)
+    net.neuron.v_init, net.neuron.threshold_rule = 0.5, "gt"
+    assert_agrees(net, x, 23, clamp=1)
+    assert_agrees(net, x, 23, readout="membrane")
 
 
 def test_agrees_on_strided_dilated_grouped_padded_convolutions_into_gates() -> None:
@@ -290,6 +302,25 @@ def test_snn_ops_of_a_simulation() -> None:
     assert ops["per_step"].shape == (3, 23)
     np.testing.assert_allclose(ops["per_step"].sum(axis=1), ops["total"], rtol=1e-9)
     assert (ops["per_step"] >= 0).all() and ops["ann"] == opcount.ann_ops(net)
+
+
+def test_early_decision_changes_no_spike_and_counts_operations_to_the_decision() -> None:
+    net, x = converted(model_zoo.build_lenet, 3)
+    r = simulate(net, x, steps=23, batch=4)
+    early = simulate(net, x, steps=23, batch=4, early_decision=True)
+    for key in r:
+        np.testing.assert_array_equal(early[key], r[key], err_msg=key)  # the settled class is the full run's
+    steps, _ = runtime.early_decision(r["output_steps"])
+    np.testing.assert_array_equal(early["decision_steps"], steps)
+    ops = opcount.snn_ops(net, early)
+    d = early["decision_steps"]
+    want = [ops["per_step"][i, :d[i]].sum() for i in range(3)]
+    np.testing.assert_allclose(ops["decided"], want, rtol=1e-12)
+    assert (ops["decided"] <= ops["total"]).all() and "decided" not in opcount.snn_ops(net, r)
+    with pytest.raises(SnnexportError, match="early decision needs a readout that counts spikes"):
+        simulate(net, x, steps=5, readout="membrane", early_decision=True)
+    with pytest.raises(SnnexportError, match="decision margin must be an integer of at least 1"):
+        simulate(net, x, steps=5, decision_margin=0)
 
 
 def test_snn_ops_count_poisson_input_spikes() -> None:

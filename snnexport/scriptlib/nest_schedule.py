@@ -51,7 +51,7 @@ def timeline(plan, populations, roots, output, steps, held=None):
 
     After NEST step k of the sample, for a population P: "wake" unfreezes P one step before its
     input can first arrive (NEST skips frozen neurons, and most of a sample P has nothing to do;
-    the one held step refreshes its input current); "release" sets V = 0 right before P's first
+    the one held step refreshes its input current); "release" sets V = V_START right before P's first
     step (or after its clamp); "gates" computes the gates on P once P has run all its steps;
     "retire" holds P after its last step, so that it sends nothing more; "sleep" freezes P once the
     last spikes sent to it have arrived. The output stays awake: its membrane potential is logged.

@@ -73,7 +73,8 @@ class _Parser(argparse.ArgumentParser):
 
 # dest → (lowest, highest allowed or None): the integer options every script takes. --steps stays below
 # 2**24, where float32 step counters stop being exact; --seed within what numpy and Nengo seed with.
-_RANGES = {"limit": (1, None), "steps": (1, 2 ** 24 - 1), "seed": (0, 2 ** 32 - 1), "batch": (1, None)}
+_RANGES = {"limit": (1, None), "steps": (1, 2 ** 24 - 1), "seed": (0, 2 ** 32 - 1), "batch": (1, None),
+           "decision_margin": (1, None)}
 
 
 def parse_args(description, steps, seed, extra=None, own_files=()):
@@ -96,6 +97,11 @@ def parse_args(description, steps, seed, extra=None, own_files=()):
                         "network (default: as many as keep the synapses in memory bounded; results do not "
                         "depend on it)")
     p.add_argument("--out", help="write the results (.npz, the same layout for every simulator)")
+    p.add_argument("--early-decision", action="store_true",
+                   help="decide each sample's class at the first step no other class can still catch up, and "
+                        "record that step (count and softmax readouts)")
+    p.add_argument("--decision-margin", type=int, default=None, metavar="M",
+                   help="decide at the first step the leading class is M spikes ahead (or cannot be caught up)")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     ranges = dict(_RANGES)
     for flags, kwargs in (extra or []):
@@ -294,6 +300,52 @@ def output_prediction(readout, output_steps, output_v):
     return predict(np.asarray(output_steps).sum(axis=-2), output_v)
 
 
+def decision_rule(args, readout):
+    """The early-decision rule a script's options ask for, as the results' meta records it: None, or
+    {"margin": M or None}. Exits with one line (status 2) where the readout counts no spikes."""
+    if not args.early_decision and args.decision_margin is None:
+        return None
+    if readout == "membrane":
+        print(f"{os.path.basename(sys.argv[0])}: error: early decision needs a readout that counts spikes "
+              "(count or softmax), not membrane", file=sys.stderr)
+        sys.exit(2)
+    return {"margin": args.decision_margin}
+
+
+def early_decision(output_steps, margin=None, block=256):
+    """Per sample, the step at which the count readout decides and the class it decides (docs/semantics.md,
+    "Early decision"): the first step t at which the leader's count exceeds every other class's by more
+    than the steps left (T - t: no other class can still catch up, one spike per step at most) or, with
+    ``margin``, by at least ``margin`` spikes.
+
+    output_steps: (N, T, classes) output spikes. Returns (steps (N,) int32, classes (N,) int64): the step
+    of decision, T where none comes earlier, and its class, -1 where the counts are still tied at T (the
+    readout's own rule, ties by membrane potential, decides those). Numpy on the recorded spikes, after
+    the run, ``block`` samples at a time: it costs the simulation nothing.
+    """
+    s = np.asarray(output_steps)
+    n, steps, classes = s.shape
+    decided_at = np.full(n, steps, np.int32)
+    decided = np.full(n, -1, np.int64)
+    left = steps - np.arange(1, steps + 1)  # steps after step t
+    for a in range(0, n, block):
+        c = np.cumsum(s[a:a + block], axis=1, dtype=np.int32)  # (b, T, classes) counts up to each step
+        if classes > 1:
+            top = np.partition(c, classes - 2, axis=-1)
+            lead = top[..., classes - 1] - top[..., classes - 2]
+        else:  # a single class is decided from the start
+            lead = np.full(c.shape[:2], steps + 1, np.int64)
+        ok = lead > left
+        if margin is not None:
+            ok |= lead >= margin
+        found = ok.any(axis=1)
+        first = ok.argmax(axis=1)
+        rows = np.nonzero(found)[0]
+        decided_at[a + rows] = first[rows] + 1
+        decided[a + rows] = np.argmax(c[rows, first[rows]], axis=-1)
+    return decided_at, decided
+
+
 def softmax_readout(v_steps, seed, sample_index, clamp_steps):
     """(T, classes) float32 output spikes of the spiking softmax for one sample.
 
@@ -308,15 +360,17 @@ def softmax_readout(v_steps, seed, sample_index, clamp_steps):
 
 
 def results_meta(simulator, simulator_version, snnexport_version, steps, seed, readout, delay, reset, encoding,
-                 network_sha256, samples, **timings):
+                 network_sha256, samples, decision=None, **timings):
     """The ``meta`` of a results file, the same keys for every simulator (docs/semantics.md).
 
-    ``simulator``: "reference" for snnexport's own simulator, else the writer's name; ``timings``:
-    seconds, e.g. build_seconds, run_seconds (None where not measured).
+    ``simulator``: "reference" for snnexport's own simulator, else the writer's name; ``decision``: None
+    without early decision, else {"margin": M or None}; ``timings``: seconds, e.g. build_seconds,
+    run_seconds (None where not measured).
     """
     meta = {"simulator": simulator, "simulator_version": simulator_version, "snnexport_version": snnexport_version,
             "steps": int(steps), "seed": int(seed), "readout": readout, "delay": delay, "reset": reset,
-            "encoding": encoding, "network_sha256": network_sha256, "samples": int(samples)}
+            "encoding": encoding, "network_sha256": network_sha256, "samples": int(samples),
+            "early_decision": decision}
     meta.update(timings)
     return meta
 

@@ -35,7 +35,7 @@ def signature(net: Network) -> tuple:
     projs = tuple((p.source, p.target, tuple((op.kind, tuple(sorted((k, plain(v)) for k, v in op.params().items())))
                                              for op in p.ops)) for p in net.projections)
     return (net.input.name, tuple(net.input.shape), net.input.encoding, tuple(nodes), projs, net.output,
-            float(net.neuron.threshold), net.neuron.reset)
+            float(net.neuron.threshold), net.neuron.reset, float(net.neuron.v_init), net.neuron.threshold_rule)
 
 
 def skeleton(net: Network) -> Network:

@@ -63,6 +63,8 @@ class Dynamics:
     """What every population's step shares."""
     theta: np.float32
     reset_zero: bool
+    strict: bool  # threshold rule "gt": fire where V > θ (V < −θ for −1 spikes), else V >= θ
+    v0: np.float32  # V before the first step and while clamped: v_init·θ
     pad_steps: bool  # the last chunk runs past T: those steps must change nothing
     key: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array | None]]  # gates.gate_key
     batch: int  # samples simulated together (B)
@@ -144,8 +146,8 @@ def program(net: Network, group: int, tc: int, chunks: int, steps: int, delay: s
             read=p.name in sources, output=p.name == net.output))
     chains = tuple(chain(p.ops, net.shape_of(p.source), layouts.get(p.target))[0] for p in net.projections)
     late = tuple((name, tuple(net.shape_of(name))) for name in sorted(sources - {inp})) if delayed else ()
-    dyn = Dynamics(np.float32(net.neuron.threshold), net.neuron.reset == "zero", chunks * tc > steps,
-                   gate_key(steps), group)
+    dyn = Dynamics(np.float32(net.neuron.threshold), net.neuron.reset == "zero", net.neuron.threshold_rule == "gt",
+                   np.float32(net.neuron.v_start()), chunks * tc > steps, gate_key(steps), group)
     return Program(tuple(pops), gate_facts, chains, dyn, inp, poisson, late, tc, chunks, steps, clamp)
 
 
@@ -155,9 +157,14 @@ def _fire(pop: PopFacts, dyn: Dynamics, v: jax.Array) -> tuple[jax.Array, jax.Ar
     """(V after reset, spikes) of a membrane potential that has integrated this step's current."""
     if pop.only_v:
         return v, jnp.zeros_like(v)
-    s = (v >= dyn.theta).astype(jnp.float32)
-    if pop.sign:
-        s = s - (v <= -dyn.theta).astype(jnp.float32)
+    if dyn.strict:
+        s = (v > dyn.theta).astype(jnp.float32)
+        if pop.sign:
+            s = s - (v < -dyn.theta).astype(jnp.float32)
+    else:
+        s = (v >= dyn.theta).astype(jnp.float32)
+        if pop.sign:
+            s = s - (v <= -dyn.theta).astype(jnp.float32)
     v = jnp.where(s != 0, np.float32(0), v) if dyn.reset_zero else v - dyn.theta * s
     return v, s
 
@@ -192,7 +199,7 @@ def neuron_step(pop: PopFacts, dyn: Dynamics, const: jax.Array, state: tuple, in
     v, cnt, since, gcnt, gsince = state
     d, lv, kp, tt = inputs
     v1, s = _fire(pop, dyn, v + (const if d is None else const + d))
-    v1 = jnp.where(lv, v1, np.float32(0))
+    v1 = jnp.where(lv, v1, dyn.v0)  # clamped: V stays at its initial value
     s = jnp.where(lv & kp, s, np.float32(0))
     if dyn.pad_steps:
         v1 = jnp.where(kp, v1, v)
@@ -223,7 +230,7 @@ def drive(prog: Program, pop: PopFacts, proj: list, spikes: dict, last: dict) ->
 def _chunk_of(prog: Program, pop: PopFacts, const: jax.Array, d: jax.Array | None, t: jax.Array,
               carry: dict) -> tuple:
     """The population over one chunk: (state at its end, int8 spikes (Tc, B, n), gates' spikes, V per step)."""
-    live = t > prog.clamp * pop.depth  # clamp: V held at 0, no spikes
+    live = t > prog.clamp * pop.depth  # clamp: V held at its initial value, no spikes
     keep = t <= prog.steps  # steps past T (chunk padding) change nothing
     i = pop.index
     # running counts are carried through the steps only where a gate needs them
@@ -292,7 +299,7 @@ def _constants(prog: Program, params: dict, x: jax.Array) -> list[jax.Array]:
 
 
 def _initial(prog: Program) -> dict:
-    """The carry before the first chunk: everything at zero."""
+    """The carry before the first chunk: V at its initial value, everything else at zero."""
     b = prog.dyn.batch
 
     def zeros(n: int) -> jax.Array:
@@ -300,7 +307,7 @@ def _initial(prog: Program) -> dict:
 
     sizes = [int(np.prod(p.shape)) for p in prog.pops]
     gsizes = [int(np.prod(g.shape)) for g in prog.gates]
-    return {"v": [zeros(n) for n in sizes],
+    return {"v": [jnp.full((b, n), prog.dyn.v0, jnp.float32) for n in sizes],
             "count": [zeros(n) for n in sizes],  # exact below 2**24
             "gcount": [zeros(n) for n in gsizes],
             # step at which each count last changed, where a gate compares counts (its tie-break)

@@ -48,7 +48,8 @@ def _settings(net: Network, steps: int | None, readout: str | None, seed: int | 
 def simulate(net: Network, x: np.ndarray, labels: np.ndarray | None = None, *, steps: int | None = None,
              batch: int = 100, delay: str = "step", readout: str | None = None, seed: int | None = None,
              clamp: int | None = None, progress: bool = False, group: int | None = None,
-             chunk_steps: int | None = None) -> dict[str, np.ndarray]:
+             chunk_steps: int | None = None, early_decision: bool = False,
+             decision_margin: int | None = None) -> dict[str, np.ndarray]:
     """Simulate ``net`` on samples ``x`` (N, *input_shape); returns the results-file arrays.
 
     The arrays are exactly those of docs/semantics.md ("The results file"), so
@@ -59,10 +60,14 @@ def simulate(net: Network, x: np.ndarray, labels: np.ndarray | None = None, *, s
     thread per core); ``group`` (samples simulated together) and ``chunk_steps`` (Tc, steps folded
     into one projection call) override :func:`plan`, for tuning. The results do not depend on
     ``batch``; the two overrides may move the last bit of a sum (package docstring). ``progress``
-    prints the rate to stderr after each compiled call.
+    prints the rate to stderr after each compiled call. ``early_decision`` (or a ``decision_margin`` M ≥ 1)
+    adds ``decision_steps`` to the results and makes each prediction the class decided then
+    (docs/semantics.md, "Early decision"); it is read from the output's spikes after the run, so the
+    simulation itself runs as without it.
     """
     check_network(net)  # the schema of docs/semantics.md' objects: everything below relies on it
     steps, readout, seed, clamp = _settings(net, steps, readout, seed, clamp, delay, batch)
+    decision = _decision(readout, early_decision, decision_margin)
     x = runtime.coerce_samples(x, net.input.shape, "samples")
     n = len(x)
     labels = np.full(n, -1, np.int64) if labels is None else np.asarray(labels, np.int64).reshape(-1)
@@ -87,7 +92,18 @@ def simulate(net: Network, x: np.ndarray, labels: np.ndarray | None = None, *, s
             else:
                 how = f"{(done - first) * steps / max(now - compiled, 1e-9):.0f} sample-steps/s"
             print(f"snnexport: simulated {done}/{n} samples ({how})", file=sys.stderr, flush=True)
-    return results.arrays(labels, seed, clamp)
+    return results.arrays(labels, seed, clamp, decision)
+
+
+def _decision(readout: str, early: bool, margin: int | None) -> dict | None:
+    """The early-decision rule asked for, as the results' meta records it (None: none), checked."""
+    if not early and margin is None:
+        return None
+    if readout == "membrane":
+        raise SnnexportError("early decision needs a readout that counts spikes (count or softmax), not membrane")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 1):
+        raise SnnexportError(f"the decision margin must be an integer of at least 1, not {margin!r}")
+    return {"margin": None if margin is None else int(margin)}
 
 
 def _calls(run: Callable, x: np.ndarray, b: Batching, steps: int, seed: int | None
@@ -142,7 +158,7 @@ class _Results:
         if self.v_traj is not None:
             self.v_traj[idx] = _time_major(r["v_traj"], self.steps)[:m]
 
-    def arrays(self, labels: np.ndarray, seed: int, clamp: int) -> dict[str, np.ndarray]:
+    def arrays(self, labels: np.ndarray, seed: int, clamp: int, decision: dict | None = None) -> dict[str, np.ndarray]:
         """The readout applied; every array of the results file but ``meta``."""
         out_i, out_steps = self.out_i, self.out_steps
         if self.readout == "softmax":  # the paper's spiking softmax, drawn on the host exactly as the scripts do
@@ -153,12 +169,18 @@ class _Results:
             self.sps[:, :, out_i] = out_steps.sum(axis=2, dtype=np.int32)
         output_counts = out_steps.sum(axis=1, dtype=np.int64)
         predictions = runtime.output_prediction(self.readout, out_steps, self.out_v).astype(np.int64)
+        decided_at = None
+        if decision is not None:
+            decided_at, decided = runtime.early_decision(out_steps, decision["margin"])
+            predictions = np.where(decided >= 0, decided, predictions)
         arrays: dict[str, np.ndarray] = {
             "predictions": predictions, "output_counts": output_counts, "output_steps": out_steps,
             "output_v": self.out_v, "population_names": np.array([p.name for p in self.pops], dtype=str),
             "gate_names": np.array([g.name for g in self.gates], dtype=str), "spikes_per_step": self.sps,
             "labels": labels,
         }
+        if decided_at is not None:
+            arrays["decision_steps"] = decided_at
         for k, c in enumerate(self.counts):
             arrays[f"counts_{k}"] = c
         for k, c in enumerate(self.gcounts):
@@ -183,10 +205,10 @@ def _time_major(a: np.ndarray, steps: int) -> np.ndarray:
 
 def results_meta(net: Network, arrays: dict[str, np.ndarray], *, steps: int | None = None,
                  seed: int | None = None, readout: str | None = None, delay: str = "step",
-                 seconds: float | None = None) -> dict[str, Any]:
+                 seconds: float | None = None, decision: dict | None = None) -> dict[str, Any]:
     """The ``meta`` of a results file written from :func:`simulate`'s arrays."""
     return runtime.results_meta("reference", __version__, __version__,
                                 int(net.settings.steps if steps is None else steps),
                                 int(net.settings.seed if seed is None else seed),
                                 readout or net.settings.readout, delay, net.neuron.reset, net.input.encoding,
-                                net.sha256(), len(arrays["predictions"]), run_seconds=seconds)
+                                net.sha256(), len(arrays["predictions"]), decision, run_seconds=seconds)

@@ -62,6 +62,7 @@ def context(args: argparse.Namespace, argv: list[str], net, x: np.ndarray, label
                     "neurons": int(sum(np.prod(p.shape) for p in net.populations))},
         "settings": {"steps": s.steps, "readout": s.readout, "delay": "step", "clamp": s.clamp, "seed": s.seed,
                      "reset": net.neuron.reset, "threshold": net.neuron.threshold,
+                     "threshold_rule": net.neuron.threshold_rule, "v_init": net.neuron.v_init,
                      "normalization": {"method": norm.method, "percentile": norm.percentile,
                                        "samples": norm.samples, "data_sha256": norm.data_sha256}},
         "simulators_requested": sims,

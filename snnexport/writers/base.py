@@ -19,6 +19,7 @@ FEATURES = (
     "reset_subtract", "reset_zero", "analog_input", "poisson_input", "bias", "delay_step",
     "conv2d", "depthwise_conv", "dense", "avgpool", "padding", "concatenate", "add",
     "maxpool_gate", "readout_count", "readout_membrane", "readout_softmax", "clamp", "negative_spikes",
+    "v_init", "threshold_gt",
 )
 
 
@@ -99,6 +100,10 @@ def features_used(net: Network) -> list[str]:
         used.add("clamp")
     if any(p.activation == "sign" for p in net.populations):
         used.add("negative_spikes")
+    if net.neuron.v_init:
+        used.add("v_init")
+    if net.neuron.threshold_rule == "gt":
+        used.add("threshold_gt")
     targets: dict[str, int] = {}
     for proj in net.projections:
         targets[proj.target] = targets.get(proj.target, 0) + 1

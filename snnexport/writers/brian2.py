@@ -84,4 +84,6 @@ class Brian2Writer(ScriptWriter):
         "clamp": (NATIVE, "integration gated by t_in_timesteps >= clamp_steps"),
         "negative_spikes": (NATIVE, "custom event 'negative_spike' (v <= -theta) with its own reset, "
                                     "EventMonitor and a Synapses pathway that subtracts w"),
+        "v_init": (NATIVE, "v = v_start at the start of every sample's round (and held there while clamped)"),
+        "threshold_gt": (NATIVE, 'threshold="v > theta" (negative spikes: v < -theta)'),
     }

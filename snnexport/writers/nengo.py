@@ -70,4 +70,7 @@ class NengoWriter(ScriptWriter):
                                     "voltage with runtime.softmax_readout after each batch"),
         "clamp": (NATIVE, "IntegrateAndFire.hold_steps = clamp x depth, read from Nengo's step counter"),
         "negative_spikes": (NATIVE, "IntegrateAndFire(sign=True) emits -1 where V <= -threshold"),
+        "v_init": (NATIVE, "IntegrateAndFire(v_start=v_init*θ) sets V in its first live step (and holds it while "
+                           "clamped)"),
+        "threshold_gt": (NATIVE, "IntegrateAndFire(strict=True) fires where V > threshold (-1 where V < -threshold)"),
     }

@@ -17,7 +17,7 @@ from .script import Code, ScriptWriter, comment, py
 def nest_context(net: Network) -> dict[str, object]:
     """Template variables both NEST-based templates use."""
     reset = net.neuron.reset
-    params = nest_common.neuron_params(reset, net.neuron.threshold)
+    params = nest_common.neuron_params(reset, net.neuron.threshold, net.neuron.threshold_rule)
     # tau_m = 2**60 is written as the expression, which says what it is; every other value through py()
     text = ", ".join(f"{k}={'2.0 ** 60' if k == 'tau_m' and v == nest_common.TAU_M else py(v)}"
                      for k, v in params.items())
@@ -29,7 +29,8 @@ def nest_context(net: Network) -> dict[str, object]:
              "leak, and I_e is ignored: constant currents come from a pacemaker"])
     return {"neuron_model": nest_common.neuron_model(reset), "neuron_params": Code(f"dict({text})"),
             "model_note": [comment(line) for line in note], "hold": nest_common.HOLD, "never": nest_common.NEVER,
-            "synapse_bytes": nest_common.SYNAPSE_BYTES, "neuron_bytes": nest_common.NEURON_BYTES}
+            "synapse_bytes": nest_common.SYNAPSE_BYTES, "neuron_bytes": nest_common.NEURON_BYTES,
+            "v_th": params["V_th"]}
 
 
 class NestWriter(ScriptWriter):
@@ -46,8 +47,8 @@ class NestWriter(ScriptWriter):
     capabilities = nest_common.capabilities("built with one array nest.Connect per projection")
 
     def check(self, net: Network) -> list[str]:
-        nest_common.check_network(net, self.name)
-        return super().check(net)
+        combinations = nest_common.check_network(net, self.name)
+        return super().check(net) + combinations
 
     def context(self, net: Network, options: WriteOptions) -> dict[str, object]:
         return nest_context(net)

@@ -42,6 +42,8 @@ The script side of this (``schedule``, ``timeline``, the gates computed in numpy
 
 from __future__ import annotations
 
+import numpy as np
+
 from .base import NATIVE
 
 # --- neuron models and their parameters ---------------------------------------------------------------
@@ -59,9 +61,17 @@ def neuron_model(reset: str) -> str:
     return "eprop_iaf" if reset == "subtract" else "iaf_psc_delta"
 
 
-def neuron_params(reset: str, threshold: float) -> dict[str, float]:
-    """NEST parameters of a non-leaky integrate-and-fire neuron with the contract's threshold and reset."""
-    p = {"C_m": 1.0, "E_L": 0.0, "V_m": 0.0, "V_th": float(threshold), "tau_m": TAU_M, "t_ref": 0.0, "I_e": 0.0}
+def firing_threshold(threshold: float, rule: str) -> float:
+    """NEST's V_th for the contract's θ and threshold rule. Both models fire where V_m >= V_th, and V_m is a
+    float64: for "gt" V_th is the next float64 above θ, and since no float64 lies between the two,
+    V_m >= V_th exactly where V_m > θ."""
+    return float(threshold) if rule == "ge" else float(np.nextafter(float(threshold), np.inf))
+
+
+def neuron_params(reset: str, threshold: float, rule: str = "ge") -> dict[str, float]:
+    """NEST parameters of a non-leaky integrate-and-fire neuron with the contract's threshold, rule and reset."""
+    p = {"C_m": 1.0, "E_L": 0.0, "V_m": 0.0, "V_th": firing_threshold(threshold, rule), "tau_m": TAU_M, "t_ref": 0.0,
+         "I_e": 0.0}
     if reset == "zero":
         p["V_reset"] = 0.0
     return p
@@ -94,17 +104,28 @@ def capabilities(connect: str) -> dict[str, tuple[str, str]]:
         "readout_membrane": (NATIVE, "output threshold 1e300 (never fires), V_m from a multimeter"),
         "readout_softmax": (NATIVE, "non-firing output, V_m of every step from a multimeter, seeded draws "
                                     "(runtime.softmax_readout)"),
-        "clamp": (NATIVE, "each population is held far below threshold until its clamp ends, then set to V = 0"),
+        "clamp": (NATIVE, "each population is held far below threshold until its clamp ends, then set to V = v_init*θ "
+                          "(the -V half of a sign population to -v_init*θ)"),
         "negative_spikes": (NATIVE, "a sign population is two populations holding V and -V that reset each "
                                     "other through one-step synapses of weight V_th (reset by subtraction only)"),
+        "v_init": (NATIVE, "each population's V_m is set to v_init*θ right before its first step"),
+        "threshold_gt": (NATIVE, "V_th = the next float64 above θ: NEST's V_m >= V_th exactly where V_m > θ; with "
+                                 "reset by subtraction eprop_iaf then also subtracts that V_th, 2**-52*θ more than θ "
+                                 "per spike (an approximation, see the writer's check)"),
     }
 
 
-def check_network(net, writer: str = "nest") -> None:
-    """Combinations the NEST mapping cannot express exactly (single features are in the capability table);
-    ``writer`` names the refusing writer in the FeatureRefused raised."""
+def check_network(net, writer: str = "nest") -> list[str]:
+    """Combinations the NEST mapping cannot express exactly (single features are in the capability table):
+    raises FeatureRefused (naming ``writer``) for one it cannot express, returns the approximations."""
     from ..errors import FeatureRefused
     if net.neuron.reset == "zero" and any(p.activation == "sign" for p in net.populations):
         raise FeatureRefused(writer, "negative_spikes + reset_zero",
                              "negative spikes with reset to zero cannot be expressed on NEST: the two "
                              "half-populations of a sign neuron can only reset each other by subtraction")
+    if net.neuron.threshold_rule == "gt" and net.neuron.reset == "subtract":
+        # eprop_iaf subtracts its V_th, which "gt" moves one float64 step above θ: after k spikes V_m is
+        # k*2**-52*θ below the contract's, which decides a spike where V lands within that much above θ
+        return ["threshold gt + reset subtract: eprop_iaf fires where V_m >= V_th and subtracts V_th; with V_th "
+                "the next float64 above θ, each spike takes 2**-52*θ too much from V_m"]
+    return []

@@ -33,8 +33,8 @@ class PyNNWriter(ScriptWriter):
         "(PyNN Projections with FromListConnector under --pynn-projections or other back ends)")
 
     def check(self, net: Network) -> list[str]:
-        nest_common.check_network(net, self.name)
-        return super().check(net)
+        combinations = nest_common.check_network(net, self.name)
+        return super().check(net) + combinations
 
     def context(self, net: Network, options: WriteOptions) -> dict[str, object]:
         return nest_context(net)

@@ -249,6 +249,8 @@ def header_lines(net: Network, simulator: str, version: str, approximations: lis
         comment("Neurons: {} non-leaky integrate-and-fire in {} populations, threshold {}, reset {}",
                 sum(int(np.prod(p.shape)) for p in pops), len(pops), neuron.threshold,
                 _wording(neuron.reset, subtract="by subtraction", zero="to zero")),
+        comment("Firing where V {} threshold; V starts each sample at {} x threshold",
+                Code(">" if neuron.threshold_rule == "gt" else ">="), neuron.v_init),
         comment("Input: {}; one step of delay per population; max-pooling as spike gates",
                 _wording(net.input.encoding, analog="analog (constant current W*x + b every step)",
                          poisson="poisson (seeded Poisson spikes)")),
