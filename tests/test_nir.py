@@ -67,19 +67,25 @@ def test_writer_output_passes_nirs_type_check_and_is_deterministic(mnist_net, tm
     types = sorted({type(n).__name__ for n in graph.nodes.values()})
     assert types == ["Affine", "AvgPool2d", "Conv2d", "Flatten", "IF", "Input", "Output"], types
     assert "v > v_threshold" in str(graph.metadata["approximations"])
-    assert "approximation: NIR's IF fires when v > v_threshold" in err
+    assert "approximation: threshold rule ge: NIR's IF fires where v > v_threshold" in err
+    code, _, err = _cli(capsys, snn, "--threshold-rule", "gt", "--to", "nir", "-o", tmp_path / "gt.nir")
+    assert code == 0 and "threshold rule" not in err and "reset" not in err, err  # NIR's own IF: no note
     code, _, err = _cli(capsys, snn, "--to", "nir")
     assert code == 1 and err.count("\n") == 1 and "-o FILE.nir" in err
 
 
-def test_interpreter_reproduces_zero_delay_simulation_on_mnist(mnist_net, tmp_path, capsys):
-    """100 MNIST images, 40 steps: NIR's own rule (v > θ) against snnexport's (v ≥ θ), reset to zero."""
+@pytest.mark.parametrize("rule", ["gt", "ge"])
+def test_interpreter_reproduces_zero_delay_simulation_on_mnist(rule, mnist_net, tmp_path, capsys):
+    """100 MNIST images, 40 steps, reset to zero; the interpreter fires by NIR's rule (v > θ), the network
+    by threshold rule gt (NIR's) or ge (the paper's: an approximation in NIR)."""
     import nir
     import nir_interpreter
     snn, x = mnist_net
-    assert _cli(capsys, snn, "--to", "nir", "-o", tmp_path / "m.nir")[0] == 0
-    graph = nir.read(tmp_path / "m.nir", type_check=True)
     net = Network.load(snn)
+    net.neuron.threshold_rule = rule
+    net.save(tmp_path / "m.snn")
+    assert _cli(capsys, tmp_path / "m.snn", "--to", "nir", "-o", tmp_path / "m.nir")[0] == 0
+    graph = nir.read(tmp_path / "m.nir", type_check=True)
     ref = simulate(net, x, steps=40, delay="zero")
     counts = nir_interpreter.run(graph, np.moveaxis(x, -1, 1), 40)
     same, total = 0, 0
@@ -90,17 +96,20 @@ def test_interpreter_reproduces_zero_delay_simulation_on_mnist(mnist_net, tmp_pa
         same += int((ours == theirs).sum())
         total += ours.size
         assert ours.sum() > 0, pop.name  # every layer fires
-    print(f"identical counts: {same}/{total} = {same / total:.5f}")
+    print(f"threshold rule {rule}: identical counts: {same}/{total} = {same / total:.5f}")
     assert same / total >= 0.999
 
 
 def test_round_trip_simulates_identically(mnist_net, tmp_path, capsys):
     snn, x = mnist_net
-    assert _cli(capsys, snn, "--to", "nir", "-o", tmp_path / "m.nir")[0] == 0
+    a = Network.load(snn)
+    a.neuron.threshold_rule = "gt"  # with reset zero: NIR's IF exactly
+    a.save(tmp_path / "a.snn")
+    assert _cli(capsys, tmp_path / "a.snn", "--to", "nir", "-o", tmp_path / "m.nir")[0] == 0
     code, _, err = _cli(capsys, tmp_path / "m.nir", "--to", "network", "-o", tmp_path / "back.snn")
     assert code == 0, err
-    a, b = Network.load(snn), Network.load(tmp_path / "back.snn")
-    assert b.neuron.reset == "zero" and b.provenance.model_format == "nir"
+    b = Network.load(tmp_path / "back.snn")
+    assert (b.neuron.reset, b.neuron.threshold_rule, b.provenance.model_format) == ("zero", "gt", "nir")
     for delay in ("zero", "step"):
         ra, rb = simulate(a, x[:30], steps=40, delay=delay), simulate(b, x[:30], steps=40, delay=delay)
         assert identical_fraction(ra, rb)["all"] == 1.0
@@ -227,7 +236,7 @@ def test_round_trip_of_zoo_geometry(model, zoo, tmp_path):
     from snnexport.writers.nir import NirWriter
     net, x = zoo(model)
     net = copy.deepcopy(net)
-    net.neuron.reset = "zero"
+    net.neuron.reset, net.neuron.threshold_rule = "zero", "gt"
     (tmp_path / "m.nir").write_bytes(NirWriter().render(net, WriteOptions(output=tmp_path / "m.nir")).main)
     nir.read(tmp_path / "m.nir", type_check=True)
     back = read_network(tmp_path / "m.nir")

@@ -5,8 +5,8 @@ Read with h5py alone, as untrusted data: only hard-linked numeric and string dat
 an Input, IF nodes, and Affine/Linear/Scale/Conv2d/SumPool2d/AvgPool2d/Flatten nodes between them;
 several edges into a node sum. Each path of linear nodes from the input or an IF node to an IF node
 becomes a projection (linear maps distribute over the sum), the nodes' biases the target's bias.
-NIR's IF (v += r·I; spike where v > v_threshold; v ← v_reset) becomes reset "zero" (v_reset must
-be 0) with r and, where nodes differ, v_threshold folded into the incoming weights. Other neuron
+NIR's IF (v += r·I; spike where v > v_threshold; v ← v_reset) becomes threshold rule "gt" and reset
+"zero" (v_reset must be 0), with r and, where nodes differ, v_threshold folded into the incoming weights. Other neuron
 types are refused with one line naming the node. NIR graphs run with zero delay between layers
 (``snnexport simulate --delay zero``); exported scripts delay one step per population.
 """
@@ -255,7 +255,7 @@ class _Builder:
         theta = self._threshold(pops, projections, thresholds)
         out = next(p for p in preds[outputs[0]])
         prov = Provenance(self.path.name, "", "", __version__, "nir", "NIR (HDF5)")  # loading.py adds the sha256
-        net = Network(input_spec, pops, projections, out, Neuron(theta, "zero"), Settings(),
+        net = Network(input_spec, pops, projections, out, Neuron(theta, "zero", threshold_rule="gt"), Settings(),
                       Normalization("none"), prov)
         for note in self.notes:
             print(f"snnexport: {self.path.name}: {note}", file=sys.stderr)

@@ -31,10 +31,9 @@ APPROXIMATIONS = {
     "softmax=count": ("readout_softmax", "the spiking softmax output written as IF neurons (read by spike count)"),
 }
 # What NIR's IF cannot say about any network (stored and printed with the feature approximations).
-ALWAYS = (
-    "NIR's IF fires when v > v_threshold; snnexport fires at v >= threshold",
-    "NIR does not limit spikes to one per step; snnexport fires at most once per step",
-)
+ALWAYS = ("NIR does not limit spikes to one per step; snnexport fires at most once per step",)
+RULE_GE = ("threshold rule ge: NIR's IF fires where v > v_threshold, this network where V >= θ "
+           "(--threshold-rule gt is NIR's)")
 SEMANTICS = ("zero delay: every node of a step sees the spikes of the same step (NIRTorch's timing; "
              "snnexport simulate --delay zero); dt = 1; IF r = 1, v_threshold = snnexport's threshold, "
              "v_reset = 0; channels-first (C, H, W) tensors, NCHW flattening")
@@ -75,6 +74,8 @@ class NirWriter(Writer):
                                      "neurons read by spike count"),
         "clamp": (REFUSED, "NIR has no warm-up clamp"),
         "negative_spikes": (REFUSED, "NIR's IF spikes upward only"),
+        "v_init": (REFUSED, "NIR's IF has no initial membrane potential (importers start at v = 0)"),
+        "threshold_gt": (NATIVE, "NIR's IF rule: a spike where v > v_threshold"),
     }
 
     def render(self, net: Network, options: WriteOptions) -> Rendered:
@@ -109,7 +110,8 @@ class NirWriter(Writer):
                                      f"the nir writer cannot express {feature.replace('_', ' ')}: {how}")
             elif status == APPROXIMATED:
                 notes.append(f"{feature.replace('_', ' ')}: {how}")
-        return notes + list(ALWAYS)
+        rule = [RULE_GE] if net.neuron.threshold_rule == "ge" else []
+        return notes + rule + list(ALWAYS)
 
 
 def graph_bytes(graph) -> bytes:
