@@ -160,7 +160,7 @@ def _convert_parser() -> argparse.ArgumentParser:
         prog="snnexport", description="Convert a trained Keras CNN into a spiking network and export it "
         "for a simulator. Other commands: " + ", ".join(SUBCOMMANDS) + " (snnexport COMMAND --help).")
     p.add_argument("model", nargs="?",
-                   help="Keras (.h5, .keras) or ONNX (.onnx) model, or a network file (.snn) written by --to network")
+                   help="Keras (.h5, .keras) or ONNX (.onnx) model, or a network file (.snn)/NIR graph (.nir)")
     add_conversion_options(p)
     p.add_argument("--to", default="network", metavar="WRITER",
                    help="what to write: a writer name (see `snnexport writers`); default: network")
@@ -321,7 +321,7 @@ def _missing_note(name: str) -> str:
 def simulate_command(argv: list[str]) -> int:
     p = Parser(prog="snnexport simulate",
                description="Run the reference simulator on samples and report ANN and SNN accuracy.")
-    p.add_argument("model", help="Keras or ONNX model, or network file (.snn)")
+    p.add_argument("model", help="Keras or ONNX model, or network file (.snn), or NIR graph (.nir)")
     p.add_argument("--data", required=True, help="samples (.npy, or .npz with x/y or x_test/y_test)")
     p.add_argument("-n", type=int_range("-n", 1), default=None, help="use the first N samples (only these are read)")
     p.add_argument("--batch", type=int_range("--batch", 1), default=100, help="samples simulated at once (default 100)")

@@ -262,3 +262,20 @@ def test_damaged_files_are_one_line_or_read(tmp_path, capsys):
         assert code in (0, 1) and (code == 0 or err.count("\n") == 1), err
         codes.add(code)
     assert 1 in codes
+
+
+def test_validate_runs_a_nir_graph_on_every_simulator(tmp_path, capsys):
+    """`snnexport validate model.nir`: every installed simulator's spike counts agree (≥ 99.9 % identical)."""
+    import json
+    nmnist_graph(tmp_path / "cnn.nir")
+    np.save(tmp_path / "x.npy", (np.random.default_rng(2).random((2, 34, 34, 2)) < 0.3).astype(np.float32))
+    code, _, err = _cli(capsys, "validate", tmp_path / "cnn.nir", "--data", tmp_path / "x.npy", "--steps", "10",
+                        "--report", tmp_path / "report")
+    from snnexport import writers
+    assert code == 0, err
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    installed = [w for w in writers.runnable() if not writers.missing_modules(w)]
+    assert report["summary"]["simulators_ok"] == ["reference"] + installed, err
+    assert len(report["pairs"]) == (len(installed) + 1) * len(installed) // 2
+    for pair in report["pairs"]:
+        assert pair["identical_fraction"]["all"] >= 0.999, pair
