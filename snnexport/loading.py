@@ -37,7 +37,8 @@ def check_model_options(model: str, args: argparse.Namespace) -> None:
         return
     given = [f"--{k.replace('_', '-')}" for k in CONVERSION_ONLY if getattr(args, k, None) is not None]
     if given:
-        raise SnnexportError(f"{model} is a network file, converted already: {', '.join(given)} "
+        what = "a NIR graph, a spiking network" if is_nir(model) else "a network file, converted"
+        raise SnnexportError(f"{model} is {what} already: {', '.join(given)} "
                              f"{'applies' if len(given) == 1 else 'apply'} only to a model "
                              "(--readout, --steps, --clamp, --v-init and --threshold-rule may still be given)")
 

@@ -320,3 +320,12 @@ def test_reader_matches_the_interpreter_on_sums_scales_pools_and_thresholds(tmp_
     same = (np.sum(ref["counts_0"] == a) + np.sum(ref["counts_1"] == b)) / (a.size + b.size)
     print(f"identical counts: {same:.5f} ({int(a.sum())}, {int(b.sum())} spikes)")
     assert same >= 0.999, same
+
+
+def test_conversion_options_are_refused_for_a_nir_graph(tmp_path, capsys):
+    nmnist_graph(tmp_path / "cnn.nir")
+    np.save(tmp_path / "x.npy", np.zeros((2, 34, 34, 2), np.float32))
+    code, _, err = _cli(capsys, tmp_path / "cnn.nir", "--calibration", tmp_path / "x.npy", "-o", tmp_path / "n.snn")
+    assert code == 1 and "is a NIR graph, a spiking network already: --calibration" in err
+    code, _, err = _cli(capsys, tmp_path / "cnn.nir", "--threshold-rule", "ge", "-o", tmp_path / "n.snn")
+    assert code == 0 and Network.load(tmp_path / "n.snn").neuron.threshold_rule == "ge", err

@@ -257,6 +257,8 @@ class _Builder:
         prov = Provenance(self.path.name, "", "", __version__, "nir", "NIR (HDF5)")  # loading.py adds the sha256
         net = Network(input_spec, pops, projections, out, Neuron(theta, "zero", threshold_rule="gt"), Settings(),
                       Normalization("none"), prov)
+        self.notes.append("NIR graphs run with zero delay between layers (snnexport simulate --delay zero); "
+                          "exported scripts delay one step per population")
         for note in self.notes:
             print(f"snnexport: {self.path.name}: {note}", file=sys.stderr)
         return net
