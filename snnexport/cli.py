@@ -162,7 +162,7 @@ def _convert_parser() -> argparse.ArgumentParser:
         prog="snnexport", description="Convert a trained Keras CNN into a spiking network and export it "
         "for a simulator. Other commands: " + ", ".join(SUBCOMMANDS) + " (snnexport COMMAND --help).")
     p.add_argument("model", nargs="?",
-                   help="Keras (.h5, .keras) or ONNX (.onnx) model, or a network file (.snn) written by --to network")
+                   help="Keras (.h5, .keras) or ONNX (.onnx) model, or a network file (.snn)/NIR graph (.nir)")
     add_conversion_options(p)
     p.add_argument("--to", default="network", metavar="WRITER",
                    help="what to write: a writer name (see `snnexport writers`); default: network")
@@ -173,6 +173,9 @@ def _convert_parser() -> argparse.ArgumentParser:
     p.add_argument("--embed-limit", type=number_range("--embed-limit", 0), default=8.0, metavar="MB",
                    help="largest encoded weights embedded in a script; above it they go to a .npz "
                         "beside -o (default 8)")
+    p.add_argument("--nir-approximate", action="append", default=[], metavar="WHAT",
+                   help="--to nir only: write a stand-in NIR lacks, recorded in the graph: maxpool=avgpool, "
+                        "softmax=count (repeatable)")
     p.add_argument("--capabilities", action="store_true", help="print the writer's capability table and exit")
     p.add_argument("--layers", action="store_true", help="print the Keras layers and activations that convert, and exit")
     p.add_argument("--version", action="version", version=f"snnexport {__version__}")
@@ -215,6 +218,8 @@ def convert_command(argv: list[str]) -> int:
     if args.capabilities:
         print_capabilities(writer)
         return 0
+    if args.nir_approximate and writer.name != "nir":
+        raise SnnexportError("--nir-approximate applies only to --to nir")
     if args.model is None:
         raise SnnexportError("no model given (usage: snnexport MODEL [--calibration FILE] [--to WRITER] [-o OUT])")
     inputs = (args.model, args.calibration, args.samples)
@@ -232,7 +237,8 @@ def convert_command(argv: list[str]) -> int:
             raise SnnexportError(f"the {writer.name} writer writes a binary file: give -o FILE or redirect stdout")
     net = load_network(args.model, args)
     samples, labels = _bundled_samples(args, net)
-    rendered = writer.render(net, WriteOptions(out, samples, labels, int(args.embed_limit * 2 ** 20)))
+    extra = {"nir_approximate": tuple(args.nir_approximate)} if args.nir_approximate else {}
+    rendered = writer.render(net, WriteOptions(out, samples, labels, int(args.embed_limit * 2 ** 20), extra))
     if out is None:
         write_stdout(rendered.main)
     else:
@@ -317,7 +323,7 @@ def _missing_note(name: str) -> str:
 def simulate_command(argv: list[str]) -> int:
     p = Parser(prog="snnexport simulate",
                description="Run the reference simulator on samples and report ANN and SNN accuracy.")
-    p.add_argument("model", help="Keras or ONNX model, or network file (.snn)")
+    p.add_argument("model", help="Keras or ONNX model, or network file (.snn), or NIR graph (.nir)")
     p.add_argument("--data", required=True, help="samples (.npy, or .npz with x/y or x_test/y_test)")
     p.add_argument("-n", type=int_range("-n", 1), default=None, help="use the first N samples (only these are read)")
     p.add_argument("--batch", type=int_range("--batch", 1), default=100, help="samples simulated at once (default 100)")

@@ -26,13 +26,19 @@ def is_network(model: str) -> bool:
     return Path(model).suffix.lower() == ".snn" or (Path(model).is_file() and is_network_file(model))
 
 
+def is_nir(model: str) -> bool:
+    """Whether ``model`` names a NIR graph (``.nir``): a spiking network already, read without conversion."""
+    return Path(model).suffix.lower() == ".nir"
+
+
 def check_model_options(model: str, args: argparse.Namespace) -> None:
     """Refuse conversion options given with a network file: they would be silently ignored."""
-    if not is_network(model):
+    if not (is_network(model) or is_nir(model)):
         return
     given = [f"--{k.replace('_', '-')}" for k in CONVERSION_ONLY if getattr(args, k, None) is not None]
     if given:
-        raise SnnexportError(f"{model} is a network file, converted already: {', '.join(given)} "
+        what = "a NIR graph, a spiking network" if is_nir(model) else "a network file, converted"
+        raise SnnexportError(f"{model} is {what} already: {', '.join(given)} "
                              f"{'applies' if len(given) == 1 else 'apply'} only to a model "
                              "(--readout, --steps, --clamp, --v-init and --threshold-rule may still be given)")
 
@@ -51,8 +57,13 @@ def load_network(model: str, args: argparse.Namespace, quiet: bool = False) -> N
     if path.is_dir():
         raise SnnexportError(f"{model}: is a directory, not a model file")
     check_model_options(model, args)
-    if is_network(model):
-        net = Network.load(path)
+    if is_network(model) or is_nir(model):
+        if is_nir(model):
+            from .readers.nir import read_network
+            net = read_network(path)
+            net.provenance.model_sha256 = sha256_file(path)
+        else:
+            net = Network.load(path)
         for name in SETTINGS:  # only what was asked for; the rest stays as the file says
             if getattr(args, name, None) is not None:
                 setattr(net.settings, name, getattr(args, name))

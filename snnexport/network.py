@@ -107,7 +107,7 @@ class Provenance:
     model_sha256: str = ""
     keras_version: str = ""  # the Keras that read the model ("" for a model not read by Keras)
     snnexport_version: str = ""
-    model_format: str = ""  # the reader: "keras" or "onnx"
+    model_format: str = ""  # the reader: "keras", "onnx" or "nir"
     model_producer: str = ""  # what wrote the model file, as far as it says (ONNX: tool, version, opset)
 
     def origin(self) -> str:
@@ -115,6 +115,8 @@ class Provenance:
         "ONNX (pytorch 2.9.0, opset 18)"."""
         if self.model_format == "onnx":
             return f"ONNX ({self.model_producer or 'producer unknown'})"
+        if self.model_format == "nir":
+            return f"NIR graph {self.model_file}"
         return f"Keras {self.keras_version}"
 
 

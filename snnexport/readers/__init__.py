@@ -41,6 +41,7 @@ def read_model(path: str | os.PathLike[str]) -> Graph:
     ext = p.suffix.lower()
     if ext not in READERS:
         raise SnnexportError(f"{p}: unknown model file extension {ext or '(none)'!r}; "
-                             f"accepted: {', '.join(sorted(READERS))} (or a network file written by --to network)")
+                             f"accepted: {', '.join(sorted(READERS))} (or a network file written by --to network, "
+                             "or a NIR graph .nir)")
     module = importlib.import_module(f"{__name__}.{READERS[ext]}")
     return module.read_model(p)

@@ -18,7 +18,8 @@ from ..graph import Graph, Node
 from .keras_config import first_line, quote
 from .onnx_check import FLOAT_TYPES, SUPPORTED_HINT, SUPPORTED_OPS, tensor_array
 from .onnx_fold import FOLDERS, shape_of_val
-from .onnx_layout import Const, Ctx, Val, key, ours_shape
+from ..layout import key, ours_shape
+from .onnx_layout import Const, Ctx, Val
 from . import onnx_ops, onnx_shape
 
 

@@ -11,13 +11,13 @@ match; element-wise ops pass the order through, and anything else that meets a p
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import ops
+from ..layout import order, ours_shape
 from ..errors import SnnexportError, UnsupportedLayerError
 from .onnx_check import label
 
@@ -41,37 +41,6 @@ class Val:
     name: str
     oshape: tuple[int, ...]
     src: tuple[int, ...] | None
-
-
-def key(oshape: tuple[int, ...]) -> tuple[int, ...] | None:
-    """The order our channels-last layout gives a tensor of ONNX shape ``oshape``: None if ONNX's own."""
-    if len(oshape) == 1:
-        return None
-    c, spatial = oshape[0], math.prod(oshape[1:])
-    return None if c == 1 or spatial == 1 else tuple(oshape)
-
-
-def order(src: tuple[int, ...]) -> np.ndarray:
-    """Flat ONNX index of each element of our layout, for a tensor of ONNX shape ``src``."""
-    axes = tuple(range(1, len(src))) + (0,)
-    return np.arange(math.prod(src)).reshape(src).transpose(axes).ravel()
-
-
-def same_order(a: tuple[int, ...] | None, b: tuple[int, ...] | None) -> bool:
-    if a == b:
-        return True
-    if a is None or b is None or math.prod(a) != math.prod(b):
-        return False
-    return bool(np.array_equal(order(a), order(b)))
-
-
-def ours_shape(oshape: tuple[int, ...]) -> tuple[int, ...]:
-    """Our shape of a tensor of ONNX per-sample shape: (F,), (C, L) → (1, L, C), (C, H, W) → (H, W, C)."""
-    if len(oshape) == 1:
-        return tuple(oshape)
-    if len(oshape) == 2:
-        return (1, oshape[1], oshape[0])
-    return (oshape[1], oshape[2], oshape[0])
 
 
 def to_ours(val: Val, full: np.ndarray) -> np.ndarray:

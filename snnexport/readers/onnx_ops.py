@@ -13,7 +13,8 @@ import numpy as np
 from .. import ops
 from ..errors import SnnexportError
 from .onnx_fold import norm_axis
-from .onnx_layout import Const, Ctx, Val, key, order, same_order, to_ours
+from ..layout import kernel_to_ours, key, order, same_order
+from .onnx_layout import Const, Ctx, Val, to_ours
 
 def _pairs(ctx: Ctx, name: str, rank: int, default: int) -> list[int]:
     v = ctx.ints(name) or [default] * rank
@@ -109,7 +110,7 @@ def _conv(ctx: Ctx, x: Val, w: np.ndarray, groups: int, strides: list[int], dila
     if bias is not None and bias.shape != (cout,):
         raise ctx.refuse(f"has a bias of shape {bias.shape} for {cout} output channels")
     # (O, I/g, kh, kw) -> (kh, kw, I/g, O); 1-D (O, I/g, k) -> (1, k, I/g, O)
-    kern = np.moveaxis(w, (0, 1), (-1, -2))
+    kern = kernel_to_ours(w)
     if len(out) == 1:
         kern = kern[None]
     op = ops.Conv2D(kernel=np.array(kern, np.float32, order="C"),

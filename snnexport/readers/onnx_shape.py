@@ -11,7 +11,8 @@ import numpy as np
 from .. import ops
 from .onnx_check import FLOAT_TYPES
 from .onnx_fold import norm_axis, squeezed, unsqueezed
-from .onnx_layout import Const, Ctx, Val, key, ours_shape, same_order
+from ..layout import key, ours_shape, same_order
+from .onnx_layout import Const, Ctx, Val
 from .onnx_ops import as2d
 
 def h_identity(ctx: Ctx) -> list[Const | Val]:

@@ -21,7 +21,8 @@ def parser() -> argparse.ArgumentParser:
         description="Run the converted network on the reference simulator and on every exported "
                     "simulator script, and write a report comparing their spikes with the ANN and "
                     "with each other.")
-    p.add_argument("model", help="Keras (.h5/.keras) or ONNX (.onnx) model, or network file (.snn)")
+    p.add_argument("model", help="Keras (.h5/.keras) or ONNX (.onnx) model, or network file (.snn), or NIR "
+                                 "graph (.nir)")
     p.add_argument("--data", required=True, help="evaluation samples (.npy, or .npz with x/y or x_test/y_test)")
     p.add_argument("--sim", default=sims, help=f"comma-separated simulators (default: {sims})")
     p.add_argument("-n", type=int_range("-n", 1), default=None, metavar="N",

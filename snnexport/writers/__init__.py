@@ -23,6 +23,7 @@ BUILTIN = {
     "pynn": "snnexport.writers.pynn:PyNNWriter",
     "nest": "snnexport.writers.nest:NestWriter",
     "nengo": "snnexport.writers.nengo:NengoWriter",
+    "nir": "snnexport.writers.nir:NirWriter",
 }
 
 
