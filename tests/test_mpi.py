@@ -8,6 +8,7 @@ missing, without them.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,8 @@ def _run(script: Path, inputs: Path, name: str, processes: int, threads: int) ->
                                      "--out", out.name, "--quiet", "--steps", str(STEPS), "--threads", str(threads)])
     proc = subprocess.run(cmd, cwd=script.parent, capture_output=True, text=True, timeout=600,
                           stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+                                  f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     # rank 0 alone prints (and writes): one summary, not one per rank
     assert proc.stdout.count("simulation ") == 1, proc.stdout
     return runtime.load_results(out)
@@ -73,3 +75,25 @@ def test_mpi_ranks_and_threads_give_identical_results(writer, bundled, reference
                 assert json.dumps(meta, sort_keys=True) == json.dumps(base, sort_keys=True), name
             else:
                 assert res[key].dtype == one[key].dtype and np.array_equal(res[key], one[key]), (name, key)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--mpi", "0"], "--mpi must be from 1 to"),
+    (["--mpi", "99999"], "--mpi must be from 1 to"),
+    (["--mpi", "2", "--sim", "reference"], "--mpi: none of the simulators asked for runs under MPI"),
+])
+def test_validate_mpi_refuses_in_one_line(options, message, bundled, tmp_path, capsys):
+    from conftest import BUNDLED_SAMPLES
+    from snnexport.cli import main
+    path, _, _ = bundled
+    assert main(["validate", str(path), "--data", str(BUNDLED_SAMPLES), "--report", str(tmp_path / "r"),
+                 *options]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_mpirun_command_flags():
+    cmd = mpirun_command(3, ["python", "net.py"], mpirun="/opt/mpi/bin/mpirun")
+    assert cmd[:3] == ["/opt/mpi/bin/mpirun", "-np", "3"] and cmd[-2:] == ["python", "net.py"]
+    assert "--oversubscribe" in cmd and ("--allow-run-as-root" in cmd) == (os.geteuid() == 0)

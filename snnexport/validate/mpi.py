@@ -66,6 +66,17 @@ def nest_has_mpi(python: str = sys.executable) -> bool:
     return _HAS_MPI[python]
 
 
+def check_mpi(sims: list[str]) -> None:
+    """``validate --mpi``: one line, before any work, when none of ``sims`` runs under MPI or MPI cannot run here."""
+    from .. import writers
+    if not any(sim in writers.runnable() and writers.get(sim).mpi for sim in sims):
+        names = ", ".join(w for w in writers.runnable() if writers.get(w).mpi)
+        raise SnnexportError(f"--mpi: none of the simulators asked for runs under MPI (those that do: {names})")
+    why = mpi_missing()
+    if why:
+        raise SnnexportError(f"--mpi: {why}")
+
+
 def mpi_missing(python: str = sys.executable) -> str | None:
     """Why scripts cannot run under MPI here (one line), or None."""
     if find_mpirun() is None:

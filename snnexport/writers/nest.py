@@ -42,6 +42,7 @@ class NestWriter(ScriptWriter):
     requires = ("nest",)
     extra = "nest"
     distribution = "nest-simulator"
+    mpi = True
     scriptlib = ScriptWriter.scriptlib + ("nest_schedule",)
     capabilities = nest_common.capabilities("built with one array nest.Connect per projection")
 

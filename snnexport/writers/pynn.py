@@ -27,6 +27,7 @@ class PyNNWriter(ScriptWriter):
     requires = ("pyNN", "nest")  # its scripts run on pyNN.nest
     extra = "nest"
     distribution = "pyNN"
+    mpi = True  # on pyNN.nest (its default back end)
     scriptlib = ScriptWriter.scriptlib + ("nest_schedule",)
     capabilities = nest_common.capabilities(
         "built with one array nest.Connect per projection through the PyNN populations' node collections "
