@@ -47,7 +47,7 @@ def _run(script: Path, inputs: Path, name: str, processes: int, threads: int) ->
     assert proc.returncode == 0, (f"{' '.join(cmd)} failed ({proc.returncode}):\n"
                                   f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     # rank 0 alone prints (and writes): one summary, not one per rank
-    assert proc.stdout.count("simulation ") == 1, proc.stdout
+    assert proc.stdout.count("simulation ") == 1 and proc.stdout.count("predicted classes") == 1, proc.stdout
     return runtime.load_results(out)
 
 

@@ -28,7 +28,7 @@ class PyNNWriter(ScriptWriter):
     extra = "nest"
     distribution = "pyNN"
     mpi = True  # on pyNN.nest (its default back end)
-    scriptlib = ScriptWriter.scriptlib + ("nest_schedule",)
+    scriptlib = ScriptWriter.scriptlib + ("nest_schedule", "nest_memory")
     capabilities = nest_common.capabilities(
         "built with one array nest.Connect per projection through the PyNN populations' node collections "
         "(PyNN Projections with FromListConnector under --pynn-projections or other back ends)")
