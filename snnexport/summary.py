@@ -8,6 +8,16 @@ from . import opcount
 from .network import Gate, Network
 
 
+def nest_memory_line(net: Network, degrees: opcount.Degrees) -> str:
+    """The estimated peak memory per process of the exported NEST and PyNN scripts, for 1 to 16 MPI processes."""
+    from .scriptlib.nest_memory import nest_memory
+    from .writers.nest_common import network_counts
+    c = network_counts(net, degrees)
+    sizes = ", ".join(f"{nest_memory(c['neurons'], c['synapses'], c['largest_projection'], p) / 1e9:,.2f} GB on {p}"
+                      for p in (1, 2, 4, 8, 16))
+    return f"NEST/PyNN memory per MPI process (estimate, one sample at a time): {sizes}"
+
+
 def describe(net: Network) -> str:
     degrees = opcount.all_degrees(net)  # exact fan-ins from the kernels, without listing synapses
     syn = {name: int(f.sum()) for name, f in opcount.fan_ins(net, degrees).items()}
@@ -34,6 +44,7 @@ def describe(net: Network) -> str:
         f"neurons: {neurons}",
         f"synapses: {synapses}",
         f"ANN operations per frame (paper Eq. 9): {opcount.ann_ops(net, degrees)}",
+        nest_memory_line(net, degrees),
         f"neuron: threshold {net.neuron.threshold:g}, reset {net.neuron.reset}",
         f"normalization: {how}",
         f"source: {net.provenance.model_file!r} (sha256 {net.provenance.model_sha256[:16]}), "

@@ -52,10 +52,11 @@ NEVER = 1e300  # a threshold that is never reached (non-spiking readouts)
 
 # --- size: what the memory estimate (snnexport.scriptlib.nest_memory) counts --------------------------
 
-def network_counts(net) -> dict[str, int]:
+def network_counts(net, degrees=None) -> dict[str, int]:
     """Neurons, synapses and the largest projection's synapses of one copy of ``net`` in NEST: a sign
     population is two populations, each projection is built between every pair of halves, an analog
-    input is no synapse but a pacemaker's (one synapse per neuron, counted with the neurons')."""
+    input is no synapse but a pacemaker's (one synapse per neuron, counted with the neurons').
+    ``degrees``: opcount.all_degrees(net), when the caller has them."""
     from .. import opcount
     from ..network import Gate
     halves = {p.name: 2 if p.activation == "sign" else 1 for p in net.populations}
@@ -64,7 +65,7 @@ def network_counts(net) -> dict[str, int]:
         roots = {g: roots.get(r, r) for g, r in roots.items()}
     neurons = sum(int(p.bias.size) * halves[p.name] for p in net.populations)
     sizes = []
-    for proj, (fan_in, _) in zip(net.projections, opcount.all_degrees(net)):
+    for proj, (fan_in, _) in zip(net.projections, degrees or opcount.all_degrees(net)):
         if proj.source == net.input.name and net.input.encoding == "analog":
             continue
         sizes.append(int(fan_in.sum()) * halves.get(roots.get(proj.source, proj.source), 1) * halves[proj.target])
