@@ -224,7 +224,8 @@ def _run_script(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path, 
            "--quiet", "-n", str(len(x)), "--steps", str(net.settings.steps)]
     if args.mpi and writers.get(run.name).mpi:
         cmd = mpirun_command(args.mpi, cmd)
-    log(f"  running {shlex.join(cmd[:cmd.index(sys.executable)] + [script.name])} on {len(x)} samples (timeout {args.timeout:g} s)")
+    launcher = cmd[:cmd.index(sys.executable)]  # mpirun and its options, or nothing
+    log(f"  running {shlex.join(launcher + [script.name])} on {len(x)} samples (timeout {args.timeout:g} s)")
     stem = out / "logs" / safe_file(run.name)
     t = time.perf_counter()
     code, timed_out = _run_process(cmd, script.parent, stem, args.timeout)
