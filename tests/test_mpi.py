@@ -97,3 +97,46 @@ def test_mpirun_command_flags():
     cmd = mpirun_command(3, ["python", "net.py"], mpirun="/opt/mpi/bin/mpirun")
     assert cmd[:3] == ["/opt/mpi/bin/mpirun", "-np", "3"] and cmd[-2:] == ["python", "net.py"]
     assert "--oversubscribe" in cmd and ("--allow-run-as-root" in cmd) == (os.geteuid() == 0)
+
+
+@pytest.mark.parametrize("writer", [pytest.param(w, marks=pytest.mark.skipif(skip_reason(w) is not None,
+                                                                            reason=skip_reason(w) or ""))
+                                    for w in ("nest", "pynn")])
+def test_a_launch_the_simulator_does_not_see_stops_in_one_line(writer, bundled, tmp_path):
+    """Started as 2 processes of an MPI launcher (PMI_SIZE, as MPICH's and srun's set it) while NEST sees
+    one: two whole simulations would write one results file. Needs no MPI: a NEST that has MPI but was
+    not started by that launcher sees one process too."""
+    _, net, _ = bundled
+    script = write_rendered(get(writer).render(net, WriteOptions(output=Path(f"snn_{writer}.py"))),
+                            tmp_path / f"snn_{writer}.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMI"))}
+    proc = subprocess.run([sys.executable, "-c", _LAUNCH, script.name, "-n", "1", "--steps", "5", "--out", "r.npz"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=dict(env, PMI_SIZE="2"),
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "started as 2 MPI processes, but the simulator sees 1" in lines[0], proc.stderr
+    assert not (tmp_path / "r.npz").exists() and proc.stdout == ""
+
+
+@pytest.mark.skipif(skip_reason("nest") is not None, reason=skip_reason("nest") or "")
+def test_the_memory_estimate_counts_what_nest_builds(bundled, tmp_path, capsys):
+    """The counts behind the estimate (snnexport info, the scripts' stderr) are NEST's own connections:
+    the synapses (with one pacemaker synapse per neuron), plus what records: a spike_recorder connection
+    per neuron and a multimeter connection per output neuron."""
+    from snnexport.cli import main
+    from snnexport.scriptlib.nest_memory import nest_memory
+    from snnexport.writers.nest_common import network_counts
+    path, net, _ = bundled
+    counts = network_counts(net)
+    assert main(["info", str(path)]) == 0
+    one = nest_memory(counts["neurons"], counts["synapses"], counts["largest_projection"]) / 1e9
+    assert f"memory per MPI process (estimate, one sample at a time): {one:,.2f} GB on 1, " in capsys.readouterr().out
+    script = write_rendered(get("nest").render(net, WriteOptions(output=Path("snn_nest.py"))), tmp_path / "snn_nest.py")
+    code = ("import runpy, sys; sys.argv = [sys.argv[1], '-n', '1', '--steps', '3', '--quiet']; "
+            "runpy.run_path(sys.argv[0], run_name='__main__'); import nest; print('connections', nest.num_connections)")
+    proc = subprocess.run([sys.executable, "-c", code, script.name], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    outputs = int(np.prod(net.node(net.output).shape))
+    assert f"connections {counts['synapses'] + counts['neurons'] + outputs}\n" in proc.stdout, proc.stdout[-500:]
