@@ -140,3 +140,25 @@ def test_the_memory_estimate_counts_what_nest_builds(bundled, tmp_path, capsys):
     assert proc.returncode == 0, proc.stderr[-2000:]
     outputs = int(np.prod(net.node(net.output).shape))
     assert f"connections {counts['synapses'] + counts['neurons'] + outputs}\n" in proc.stdout, proc.stdout[-500:]
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(_skip_reason("nest") is not None, reason=_skip_reason("nest") or "")
+def test_validate_runs_nest_under_mpirun(bundled, reference, tmp_path, capsys):
+    """``snnexport validate --mpi 2``: the PyNEST script runs under mpirun -np 2 and its results agree
+    with the reference's; the reference runs in this process as always."""
+    from conftest import BUNDLED_SAMPLES
+    from snnexport.cli import main
+    path, _, x = bundled
+    data = tmp_path / "x.npz"
+    with np.load(BUNDLED_SAMPLES) as z:
+        np.savez(data, x=z["x"][:len(x)], y=z["y"][:len(x)])
+    report = tmp_path / "rep"
+    assert main(["validate", str(path), "--data", str(data), "--sim", "reference,nest", "--steps", str(STEPS),
+                 "--report", str(report), "--keep-results", "--mpi", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "mpirun -np 2" in err and "[2/2] nest: ok" in err, err
+    ours = runtime.load_results(report / "results" / "nest.npz")
+    assert total_spikes(ours) > 0
+    assert_agree(ours, runtime.load_results(report / "results" / "reference.npz"))
+    assert_agree(ours, reference)
