@@ -10,7 +10,7 @@ Needs an MPI-enabled NEST and mpirun (tests/test_mpi.py says how to get them). T
    synapses, converted (calibrated on seeded uniform noise) and exported to PyNEST, runs 1 sample
    under ``mpirun -np 1`` and ``-np 2``; each rank reports its peak RSS (``ru_maxrss``) at exit. Target:
    every rank's peak under -np 2 at most 0.6 x the single process's. The script's own estimate
-   (its stderr line "memory estimate: ...") is printed beside it.
+   (its line "memory estimate: ...") is printed beside it.
 
 Usage: ``KERAS_BACKEND=jax python benchmarks/mpi_memory.py [--constants] [--steps T] [--keep DIR]``.
 """
@@ -108,7 +108,7 @@ def run_script(script: Path, processes: int, steps: int) -> tuple[list[int], str
     if proc.returncode != 0:
         raise SystemExit(f"-np {processes} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     peaks = dict((int(r), int(b)) for r, b in re.findall(r"peak-rss rank (\d+): (\d+)", proc.stderr))
-    estimate = next((line for line in proc.stderr.splitlines() if line.startswith("memory estimate")), "")
+    estimate = next((line for line in proc.stdout.splitlines() if line.startswith("memory estimate")), "")
     build = next((line for line in proc.stdout.splitlines() if line.startswith("build ")), "")
     return [peaks[r] for r in sorted(peaks)], f"{estimate}\n    {build}"
 

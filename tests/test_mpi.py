@@ -121,7 +121,7 @@ def test_a_launch_the_simulator_does_not_see_stops_in_one_line(writer, bundled, 
 
 @pytest.mark.skipif(skip_reason("nest") is not None, reason=skip_reason("nest") or "")
 def test_the_memory_estimate_counts_what_nest_builds(bundled, tmp_path, capsys):
-    """The counts behind the estimate (snnexport info, the scripts' stderr) are NEST's own connections:
+    """The counts behind the estimate (snnexport info, the scripts' build line) are NEST's own connections:
     the synapses (with one pacemaker synapse per neuron), plus what records: a spike_recorder connection
     per neuron and a multimeter connection per output neuron."""
     from snnexport.cli import main
