@@ -10,6 +10,16 @@ from .network import Gate, Network
 _RULES = {"ge": ">=", "gt": ">"}  # the threshold rule, as the comparison it makes
 
 
+def nest_memory_line(net: Network, degrees: opcount.Degrees) -> str:
+    """The estimated peak memory per process of the exported NEST and PyNN scripts, for 1 to 16 MPI processes."""
+    from .scriptlib.nest_memory import nest_memory
+    from .writers.nest_common import network_counts
+    c = network_counts(net, degrees)
+    sizes = ", ".join(f"{nest_memory(c['neurons'], c['synapses'], c['largest_projection'], p) / 1e9:,.2f} GB on {p}"
+                      for p in (1, 2, 4, 8, 16))
+    return f"NEST/PyNN memory per MPI process (estimate, one sample at a time): {sizes}"
+
+
 def describe(net: Network) -> str:
     degrees = opcount.all_degrees(net)  # exact fan-ins from the kernels, without listing synapses
     syn = {name: int(f.sum()) for name, f in opcount.fan_ins(net, degrees).items()}
@@ -36,6 +46,7 @@ def describe(net: Network) -> str:
         f"neurons: {neurons}",
         f"synapses: {synapses}",
         f"ANN operations per frame (paper Eq. 9): {opcount.ann_ops(net, degrees)}",
+        nest_memory_line(net, degrees),
         f"neuron: threshold {net.neuron.threshold:g} (fires where V {_RULES[net.neuron.threshold_rule]} threshold), "
         f"reset {net.neuron.reset}, initial V {net.neuron.v_init:g} x threshold",
         f"normalization: {how}",

@@ -20,4 +20,5 @@ MODULES = {
     "runtime": "shared run-time helpers",
     "recorder": "the results of a run",
     "nest_schedule": "NEST timing and gate helpers",
+    "nest_memory": "NEST memory per process",
 }

@@ -55,7 +55,8 @@ class Recorder:
     def save(self, path, meta):
         save_results(path, self.arrays(), meta)
 
-    def summary(self, out=sys.stdout):
+    def summary(self, out=None):
+        out = out or sys.stdout  # (looked up now: under MPI the scripts point other ranks' stdout elsewhere)
         arrays = self.arrays()
         n = len(self.rows)
         labels = arrays["labels"]

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import SnnexportError, user_errors
 from .measures import TARGETS_DEFINITION, RateStats, analyze, cumulative_predictions, error_curve
+from .mpi import check_mpi
 from .options import parse_script_n, parse_sims, parser
 from .provenance import REPORT_FORMAT, context
 from .report import json_safe, render_html, report_json, summary_lines
@@ -48,6 +49,8 @@ def validate_main(argv: list[str]) -> int:
     log = Progress(args.quiet)
     default_script_n, per_sim_n = parse_script_n(args.script_n)
     sims = parse_sims(args.sim)
+    if args.mpi:
+        check_mpi(sims)
     out = Path(args.report)
     _check_report_dir(out, (args.model, args.data, args.calibration))
 

@@ -6,6 +6,7 @@ import argparse
 
 from ..errors import SnnexportError
 from ..options import Parser, add_conversion_options, int_range, number_range
+from .mpi import MAX_PROCESSES
 
 
 def default_simulators() -> list[str]:
@@ -34,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
                    help="samples the reference simulates at once (default 100)")
     p.add_argument("--jobs", type=int_range("--jobs", 1), default=1, metavar="J",
                    help="exported scripts run at once (default 1; their timings then share the CPU)")
+    p.add_argument("--mpi", type=int_range("--mpi", 1, MAX_PROCESSES), default=None, metavar="N",
+                   help="run the scripts of NEST-based simulators (nest, pynn) under mpirun -np N (needs an "
+                        "MPI-enabled NEST: scripts/install-nest-mpi.sh); the others run as usual")
     p.add_argument("--timeout", type=number_range("--timeout", 0), default=3600.0, metavar="S",
                    help="seconds each exported script may run before it is stopped (default 3600)")
     p.add_argument("--report", required=True, metavar="DIR", help="directory for report.html, report.json, scripts/")

@@ -29,6 +29,7 @@ import numpy as np
 from .. import writers
 from ..scriptlib import runtime
 from ..errors import FeatureRefused, SnnexportError, user_errors
+from .mpi import mpirun_command
 from .provenance import dist_version
 
 TAIL_CHARS = 3000  # stderr kept from a failed script
@@ -221,7 +222,10 @@ def _run_script(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path, 
         results.unlink()  # an old file must never pass for this run's
     cmd = [sys.executable, script.name, "--input", str(inputs.resolve()), "--out", str(results.resolve()),
            "--quiet", "-n", str(len(x)), "--steps", str(net.settings.steps)]
-    log(f"  running {shlex.join(cmd[1:2])} on {len(x)} samples (timeout {args.timeout:g} s)")
+    if args.mpi and writers.get(run.name).mpi:
+        cmd = mpirun_command(args.mpi, cmd)
+    launcher = cmd[:cmd.index(sys.executable)]  # mpirun and its options, or nothing
+    log(f"  running {shlex.join(launcher + [script.name])} on {len(x)} samples (timeout {args.timeout:g} s)")
     stem = out / "logs" / safe_file(run.name)
     t = time.perf_counter()
     code, timed_out = _run_process(cmd, script.parent, stem, args.timeout)

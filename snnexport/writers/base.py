@@ -63,6 +63,7 @@ class Writer:
     requires: tuple[str, ...] = ()  # every module needed to run the script
     extra: str = ""  # the pip extra of snnexport that installs them
     distribution: str = ""  # the distribution whose version the script's header and validate report
+    mpi: bool = False  # its script runs under mpirun -np N (one simulation spread over N processes)
 
     def render(self, net: Network, options: WriteOptions) -> Rendered:
         raise NotImplementedError

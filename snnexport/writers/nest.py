@@ -29,8 +29,7 @@ def nest_context(net: Network) -> dict[str, object]:
              "leak, and I_e is ignored: constant currents come from a pacemaker"])
     return {"neuron_model": nest_common.neuron_model(reset), "neuron_params": Code(f"dict({text})"),
             "model_note": [comment(line) for line in note], "hold": nest_common.HOLD, "never": nest_common.NEVER,
-            "synapse_bytes": nest_common.SYNAPSE_BYTES, "neuron_bytes": nest_common.NEURON_BYTES,
-            "v_th": params["V_th"]}
+            "v_th": params["V_th"], **nest_common.network_counts(net)}
 
 
 class NestWriter(ScriptWriter):
@@ -43,7 +42,8 @@ class NestWriter(ScriptWriter):
     requires = ("nest",)
     extra = "nest"
     distribution = "nest-simulator"
-    scriptlib = ScriptWriter.scriptlib + ("nest_schedule",)
+    mpi = True
+    scriptlib = ScriptWriter.scriptlib + ("nest_schedule", "nest_memory")
     capabilities = nest_common.capabilities("built with one array nest.Connect per projection")
 
     def check(self, net: Network) -> list[str]:

@@ -52,9 +52,26 @@ TAU_M = 2.0 ** 60  # ms: exp(-dt / tau_m) rounds to exactly 1 at dt = 1 ms (from
 HOLD = -1e12  # a membrane potential that no input of one sample can lift to threshold
 NEVER = 1e300  # a threshold that is never reached (non-spiking readouts)
 
-# --- batches: copies of the network side by side in one NEST network (NEST 3.10, measured) -------------
-SYNAPSE_BYTES = 80  # a static synapse, with what NEST adds when it prepares the simulation
-NEURON_BYTES = 12_000  # an eprop_iaf node (3.4 kB) and its block of recorder connections (8 kB)
+# --- size: what the memory estimate (snnexport.scriptlib.nest_memory) counts --------------------------
+
+def network_counts(net, degrees=None) -> dict[str, int]:
+    """Neurons, synapses and the largest projection's synapses of one copy of ``net`` in NEST: a sign
+    population is two populations, each projection is built between every pair of halves, an analog
+    input is no synapse but a pacemaker's (one synapse per neuron, counted with the neurons').
+    ``degrees``: opcount.all_degrees(net), when the caller has them."""
+    from .. import opcount
+    from ..network import Gate
+    halves = {p.name: 2 if p.activation == "sign" else 1 for p in net.populations}
+    roots = {n.name: n.source for n in net.nodes if isinstance(n, Gate)}
+    while any(r in roots for r in roots.values()):  # a gate on a gate: its root population
+        roots = {g: roots.get(r, r) for g, r in roots.items()}
+    neurons = sum(int(p.bias.size) * halves[p.name] for p in net.populations)
+    sizes = []
+    for proj, (fan_in, _) in zip(net.projections, degrees or opcount.all_degrees(net)):
+        if proj.source == net.input.name and net.input.encoding == "analog":
+            continue
+        sizes.append(int(fan_in.sum()) * halves.get(roots.get(proj.source, proj.source), 1) * halves[proj.target])
+    return {"neurons": neurons, "synapses": sum(sizes) + neurons, "largest_projection": max(sizes, default=0)}
 
 
 def neuron_model(reset: str) -> str:

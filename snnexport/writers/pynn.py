@@ -27,7 +27,8 @@ class PyNNWriter(ScriptWriter):
     requires = ("pyNN", "nest")  # its scripts run on pyNN.nest
     extra = "nest"
     distribution = "pyNN"
-    scriptlib = ScriptWriter.scriptlib + ("nest_schedule",)
+    mpi = True  # on pyNN.nest (its default back end)
+    scriptlib = ScriptWriter.scriptlib + ("nest_schedule", "nest_memory")
     capabilities = nest_common.capabilities(
         "built with one array nest.Connect per projection through the PyNN populations' node collections "
         "(PyNN Projections with FromListConnector under --pynn-projections or other back ends)")
