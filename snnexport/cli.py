@@ -9,7 +9,7 @@
     snnexport writers
 
 Errors are one line on stderr and a non-zero exit; every option and output path is checked before
-any work starts; output files are written by :func:`snnexport.scriptlib.runtime.write_outputs` (atomically, in
+any work starts; output files are written by :func:`snnexport.scriptlib.outputs.write_outputs` (atomically, in
 the umask's mode), so a failed or interrupted run leaves none behind. Progress goes to stderr, the
 product to stdout or ``-o``.
 """
@@ -30,7 +30,7 @@ from . import __version__
 from .errors import SnnexportError, user_errors
 from .loading import load_network, progress
 from .options import MAX_SEED, Parser, add_conversion_options, int_range, number_range
-from .scriptlib import runtime
+from .scriptlib import outputs, runtime
 
 SUBCOMMANDS = ("info", "simulate", "merge", "validate", "writers")
 EXIT_USER_ERROR = 1
@@ -133,9 +133,9 @@ def _silence_stdout() -> None:
 # --- options --------------------------------------------------------------------------------------
 
 def check_output(path: str | os.PathLike[str], inputs: Iterable[object], what: str) -> None:
-    """:func:`snnexport.scriptlib.runtime.check_output_path` as a SnnexportError."""
+    """:func:`snnexport.scriptlib.outputs.check_output_path` as a SnnexportError."""
     with user_errors():
-        runtime.check_output_path(path, tuple(i for i in inputs if i), what)
+        outputs.check_output_path(path, tuple(i for i in inputs if i), what)
 
 
 def check_stdout(inputs: Iterable[object]) -> None:
@@ -249,7 +249,7 @@ def convert_command(argv: list[str]) -> int:
         for path in files:  # the weights beside the script may not replace an input either
             check_output(path, inputs, "output")
         with user_errors():
-            runtime.write_outputs(files)  # all or none
+            outputs.write_outputs(files)  # all or none
         progress(f"wrote {', '.join(str(f) for f in files)}")
     return 0
 
@@ -259,7 +259,7 @@ def write_stdout(content: bytes | Callable[[BinaryIO], None]) -> None:
     target = sys.stdout.buffer
     try:
         if not stat.S_ISREG(os.fstat(target.fileno()).st_mode):
-            target = runtime.as_stream(target)
+            target = outputs.as_stream(target)
     except (OSError, ValueError, AttributeError):
         pass
     with stdout_errors():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cli_runner import assert_refused, small_network, snapshot, snnexport
-from snnexport.scriptlib import runtime
+from snnexport.scriptlib import outputs, runtime
 from snnexport.network import Network
 
 
@@ -182,11 +182,11 @@ def test_write_outputs_is_all_or_none(tmp_path):
         raise RuntimeError("stop")
 
     with pytest.raises(RuntimeError):
-        runtime.write_outputs({a: lambda f: f.write(b"new a"), b: boom})
+        outputs.write_outputs({a: lambda f: f.write(b"new a"), b: boom})
     assert a.read_bytes() == b"old a" and not b.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]  # temporary files removed
     with pytest.raises(ValueError, match="is a directory"):
-        runtime.write_output(tmp_path, lambda f: f.write(b"x"))
+        outputs.write_output(tmp_path, lambda f: f.write(b"x"))
 
 
 def test_check_output_path_compares_files_not_names(tmp_path):
@@ -194,7 +194,7 @@ def test_check_output_path_compares_files_not_names(tmp_path):
     src.write_bytes(b"data")
     os.link(src, tmp_path / "hard.npz")
     with pytest.raises(ValueError, match="is the input file"):
-        runtime.check_output_path(tmp_path / "hard.npz", [src], "--out")
-    runtime.check_output_path(tmp_path / "new.npz", [src, tmp_path / "missing.npz", None], "--out")
+        outputs.check_output_path(tmp_path / "hard.npz", [src], "--out")
+    outputs.check_output_path(tmp_path / "new.npz", [src, tmp_path / "missing.npz", None], "--out")
     with pytest.raises(ValueError, match="^--out .*folder .*nodir does not exist$"):
-        runtime.check_output_path(tmp_path / "nodir" / "r.npz", [], "--out")
+        outputs.check_output_path(tmp_path / "nodir" / "r.npz", [], "--out")

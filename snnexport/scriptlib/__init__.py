@@ -17,6 +17,7 @@ by tests/test_scriptlib.py):
 # name → what it holds (the banner above it in a script), in embedding order: dependencies first
 MODULES = {
     "connectivity": "kernels -> synapse lists",
+    "outputs": "output files, written whole or not at all",
     "runtime": "shared run-time helpers",
     "recorder": "the results of a run",
     "nest_schedule": "NEST timing and gate helpers",

@@ -93,7 +93,7 @@ def _check_report_dir(out: Path, inputs: tuple[str | None, ...]) -> None:
 def _validate(args: argparse.Namespace, argv: list[str], log: Progress, net, x: np.ndarray, labels: np.ndarray,
               n_scripts: int, sims: list[str], per_sim_n: dict[str, int], out: Path) -> int:
     """The runs, the comparison and the report, once the inputs are loaded."""
-    from ..scriptlib import runtime
+    from ..scriptlib import outputs
 
     t0 = time.perf_counter()
     log(f"{len(sims)} simulator(s), {len(x)} samples (exported scripts: {n_scripts}), {net.settings.steps} steps")
@@ -112,7 +112,7 @@ def _validate(args: argparse.Namespace, argv: list[str], log: Progress, net, x: 
     log("drawing the plots")
     page = render_html(report, scatter)
     with user_errors():
-        runtime.write_outputs({out / "report.json": lambda f: f.write(text.encode("utf-8")),
+        outputs.write_outputs({out / "report.json": lambda f: f.write(text.encode("utf-8")),
                                out / "report.html": lambda f: f.write(page.encode("utf-8"))})
     if not (args.keep_results or args.reuse_results):
         for f in [*(out / "results").glob("*.npz"), *(out / "results").glob("*.json")]:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import writers
-from ..scriptlib import runtime
+from ..scriptlib import outputs, runtime
 from ..errors import FeatureRefused, SnnexportError, user_errors
 from .mpi import mpirun_command
 from .provenance import dist_version
@@ -161,7 +161,7 @@ def _remember(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path) ->
             "steps": net.settings.steps, "code_sha256": _code_sha256(run, net, x, labels, out),
             "seconds": run.seconds, "version": run.version, "notes": run.notes, "script": run.script}
     text = (json.dumps(info, indent=1) + "\n").encode("utf-8")
-    runtime.write_output(out / "results" / f"{safe_file(run.name)}.json", lambda f: f.write(text))
+    outputs.write_output(out / "results" / f"{safe_file(run.name)}.json", lambda f: f.write(text))
 
 
 def _reuse(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path) -> bool:
@@ -214,7 +214,7 @@ def _run_script(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path, 
                 log: Progress) -> None:
     script, rendered = _render(run, net, x, labels, out)
     with user_errors():
-        runtime.write_outputs(rendered.writes(script))
+        outputs.write_outputs(rendered.writes(script))
     run.script = str(script.relative_to(out))
     inputs = out / "scripts" / f"_inputs_{len(x)}.npy"  # written by validate_main for this run
     results = out / "results" / f"{safe_file(run.name)}.npz"

@@ -39,7 +39,7 @@ class Rendered:
 
     def writes(self, output: Path) -> dict[Path, Callable[[BinaryIO], None]]:
         """Every file, the main one at ``output``, as {path: write(fileobj)} for
-        :func:`snnexport.scriptlib.runtime.write_outputs` (which writes all of them or none)."""
+        :func:`snnexport.scriptlib.outputs.write_outputs` (which writes all of them or none)."""
         def put(content: bytes | Callable[[BinaryIO], None]) -> Callable[[BinaryIO], None]:
             return content if callable(content) else (lambda f: f.write(content))
         return {output: put(self.main), **{output.parent / name: put(data) for name, data in self.beside.items()}}
