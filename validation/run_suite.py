@@ -60,7 +60,8 @@ def _data_file(dataset: str) -> Path:
 
 SUITE = (
     SuiteModel("lenet", REPO / "snnexport" / "data" / "lenet_mnist.h5", "MNIST",
-               "– (not a network of the paper)", "examples/train_lenet.py (the bundled example)", "1000,pynn=500"),
+               "– (not a network of the paper)", "examples/train_lenet.py (the bundled example)",
+               "10000,nest=2000,pynn=1000"),  # Brian2 compiled (cpp_standalone) and Nengo: the test set
     SuiteModel("mnist_maxpool", HERE / "models" / "mnist_maxpool.keras", "MNIST",
                "MNIST with max-pooling: ANN 0.56 %, SNN 0.56 %", "validation/train.py", "1000"),
     SuiteModel("fashion_cifarnet", HERE / "models" / "fashion_cifarnet.keras", "Fashion-MNIST",
