@@ -22,7 +22,8 @@ from dataclasses import replace
 import numpy as np
 
 from .graph import Graph, Node
-from .ops import Activation, Add, Affine, AvgPool, Concat, Conv2D, Dense, Embed, MaxPool, Pad, Reshape, Scale
+from .ops import (Activation, Add, Affine, AvgPool, Concat, Conv2D, ConvTranspose, Dense, Embed, MaxPool, Pad, Reshape,
+                  Scale, Transpose)
 
 _MONOTONE = ("relu", "clip")
 
@@ -121,7 +122,7 @@ def _rectify_before_maxpool(nodes: list[Node], output: str) -> list[Node]:
 
 # --- max-pooling of tensors that are not populations ----------------------------------------------
 
-_MOVES = (AvgPool, MaxPool, Pad, Reshape, Concat, Embed, Add)  # move, copy, sum or average their inputs
+_MOVES = (AvgPool, MaxPool, Pad, Reshape, Transpose, Concat, Embed, Add)  # move, copy, sum or average their inputs
 
 
 def _nonnegative(nodes: list[Node]) -> set[str]:
@@ -137,7 +138,7 @@ def _nonnegative(nodes: list[Node]) -> set[str]:
             ok = ins and _at_least_zero(op.scale, op.offset)
         elif isinstance(op, Scale):
             ok = ins and op.factor >= 0
-        elif isinstance(op, Conv2D):
+        elif isinstance(op, (Conv2D, ConvTranspose)):
             ok = ins and _at_least_zero(op.kernel, op.bias)
         elif isinstance(op, Dense):
             ok = ins and _at_least_zero(op.weight, op.bias)

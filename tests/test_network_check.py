@@ -95,6 +95,8 @@ def every_feature() -> Network:
              pop("out", (3,), "softmax", 4)]
     projs = [Projection("in", "a", [ops.Conv2D(k(3, 3, 1, 2), padding=((1, 1), (1, 1)))]),
              Projection("g2", "b", [ops.Conv2D(k(1, 1, 2, 4))]),
+             Projection("g1", "b", [ops.ConvTranspose(k(2, 2, 1, 4), None, (2, 2), ((1, 2), (2, -1)), (1, 1), 2),
+                                    ops.Transpose((1, 0, 2)), ops.AvgPool((3, 2), (2, 1))]),
              Projection("in", "b", [ops.AvgPool((3, 3), (3, 3)), ops.Conv2D(k(1, 1, 1, 4))]),
              Projection("b", "c", [ops.Conv2D(k(3, 2, 2, 4), None, (2, 1), ((1, 0), (0, 1)), (1, 2), 2),
                                    ops.Pad(((1, 2), (3, 4))), ops.AvgPool((2, 2), (1, 2), ((0, 1), (1, 0))),

@@ -1,0 +1,165 @@
+"""Export keras.applications models and run each exported script on one sample with ``--steps 5``.
+
+Issue 14's "the exported scripts build and run one sample with --steps 5 on Brian2, NEST and Nengo"
+for the big applications. For each model (``weights=None``, default input size, ``include_top=True``,
+seeded weights with random BatchNorm statistics and biases, built by applications_convert.build):
+
+1. ``snnexport MODEL.keras --to network`` (no calibration): wall time, peak RSS;
+2. the network's size: neurons, synapses (exact, :func:`snnexport.opcount.projection_degrees`) and the
+   largest projection's synapses (the scripts expand one projection's synapse list at a time);
+3. per writer, ``snnexport NET.snn --to WRITER`` and then the script itself on one seeded input in [0, 1]
+   (``--input x.npy --steps 5 --out run.npz``), each a child process of its own: wall time, peak RSS, and
+   the script's own build and run seconds (from its results file, docs/semantics.md).
+
+A script whose resident memory passes ``--max-rss`` GiB is stopped (the machine is shared; the default
+12 GiB leaves room for others on a 24 GB machine) and reported with the RSS it had reached and the
+synapses it held. Before running, a script whose memory estimate (bytes per synapse measured on a
+model that fitted, times this model's synapses) exceeds the limit is skipped with that estimate.
+
+Usage: ``KERAS_BACKEND=jax python benchmarks/applications_scripts.py [--models MobileNetV2 ResNet50]
+[--writers brian2 nest nengo] [--max-rss 12] [--keep DIR]``. Exit status 1 if a step failed (a stop
+at the memory limit or a skip is reported, not a failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from applications_convert import build  # noqa: E402
+
+GIB = 2 ** 30
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and its descendants (from /proc; 0 once it is gone)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next((int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:")), 0)
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def child(cmd: list[str], log: Path, limit: int | None = None) -> tuple[int, float, int, bool]:
+    """(exit code, wall s, peak RSS bytes, stopped at the limit) of one child and its descendants."""
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    t0, peak, stopped = time.perf_counter(), 0, False
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True)
+        while proc.poll() is None:
+            peak = max(peak, tree_rss(proc.pid))
+            if limit is not None and peak > limit and not stopped:
+                os.killpg(proc.pid, signal.SIGKILL)  # its own session: only this script and what it started
+                stopped = True
+            time.sleep(0.2)
+    return proc.returncode, time.perf_counter() - t0, peak, stopped
+
+
+def last_line(log: Path) -> str:
+    lines = log.read_text(errors="replace").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def network_size(net_path: Path) -> tuple[int, int, int]:
+    """(neurons, synapses, synapses of the largest projection) of a network file."""
+    from snnexport.network import Network, Population
+    from snnexport.opcount import projection_degrees
+
+    net = Network.load(net_path)
+    neurons = sum(int(np.prod(n.shape)) for n in net.nodes if isinstance(n, Population))
+    per_projection = [int(projection_degrees(net, p)[0].sum()) for p in net.projections]
+    return neurons, sum(per_projection), max(per_projection)
+
+
+def one(name: str, work: Path, writers: list[str], limit: int, bytes_per_synapse: dict[str, float]) -> bool:
+    model_path, net_path, x_path = work / f"{name}.keras", work / f"{name}.snn", work / f"{name}_x.npy"
+    t0 = time.perf_counter()
+    model = build(name, model_path)
+    np.save(x_path, np.random.default_rng(1).uniform(0, 1, (1,) + tuple(model.input_shape[1:])).astype(np.float32))
+    del model
+    print(f"{name}: built and saved in {time.perf_counter() - t0:.1f} s", flush=True)
+    cli = [sys.executable, "-m", "snnexport"]
+    rc, wall, rss, _ = child(cli + [str(model_path), "--to", "network", "-o", str(net_path)], work / f"{name}.log")
+    print(f"  convert: exit {rc}, {wall:.1f} s, peak RSS {rss / GIB:.2f} GiB", flush=True)
+    if rc != 0:
+        print(f"  FAILED: {last_line(work / f'{name}.log')}")
+        return False
+    neurons, synapses, largest = network_size(net_path)
+    print(f"  network: {neurons:,} neurons, {synapses:,} synapses (largest projection {largest:,})", flush=True)
+    ok = True
+    for writer in writers:
+        script = work / f"{name}_{writer}.py"
+        rc, wall, rss, _ = child(cli + [str(net_path), "--to", writer, "-o", str(script)], work / f"{script.name}.log")
+        print(f"  --to {writer}: exit {rc}, {wall:.1f} s, peak RSS {rss / GIB:.2f} GiB", flush=True)
+        if rc != 0:
+            print(f"    FAILED: {last_line(work / f'{script.name}.log')}")
+            ok = False
+            continue
+        if writer in bytes_per_synapse:
+            estimate = bytes_per_synapse[writer] * synapses
+            if estimate > limit:
+                print(f"    {writer} script not run: about {estimate / GIB:.0f} GiB needed "
+                      f"({bytes_per_synapse[writer]:.0f} B per synapse as measured above, times {synapses:,} "
+                      f"synapses), over the {limit / GIB:.0f} GiB limit", flush=True)
+                continue
+        out = work / f"{name}_{writer}_run.npz"
+        log = work / f"{name}_{writer}_run.log"
+        rc, wall, rss, stopped = child([sys.executable, str(script), "--input", str(x_path), "--steps", "5",
+                                        "--out", str(out)], log, limit)
+        if stopped:
+            print(f"    {writer} script stopped at the {limit / GIB:.0f} GiB limit after {wall:.1f} s "
+                  f"(RSS {rss / GIB:.2f} GiB; {synapses:,} synapses)", flush=True)
+            continue
+        if rc != 0:
+            print(f"    {writer} script FAILED (exit {rc}, {wall:.1f} s, peak RSS {rss / GIB:.2f} GiB): "
+                  f"{last_line(log)}", flush=True)
+            ok = False
+            continue
+        from snnexport.scriptlib.runtime import load_results
+
+        meta = load_results(out)["meta"]
+        bytes_per_synapse.setdefault(writer, rss / max(synapses, 1))
+        print(f"    {writer} script, 1 sample, --steps 5: {wall:.1f} s wall, peak RSS {rss / GIB:.2f} GiB "
+              f"({rss / max(synapses, 1):.1f} B per synapse); build {meta.get('build_seconds', float('nan')):.1f} s, "
+              f"run {meta.get('run_seconds', float('nan')):.1f} s", flush=True)
+    return ok
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["MobileNetV2", "ResNet50"])
+    ap.add_argument("--writers", nargs="+", default=["brian2", "nest", "nengo"])
+    ap.add_argument("--max-rss", type=float, default=12.0, help="GiB a script may hold before it is stopped")
+    ap.add_argument("--keep", type=Path, help="keep models, networks, scripts and logs in this directory")
+    args = ap.parse_args()
+    tmp = tempfile.TemporaryDirectory(prefix="snnexport-app-scripts-")
+    work = args.keep or Path(tmp.name)
+    work.mkdir(parents=True, exist_ok=True)
+    measured: dict[str, float] = {}  # writer → bytes per synapse of the first model whose script ran
+    ok = all([one(name, work, args.writers, int(args.max_rss * GIB), measured) for name in args.models])
+    print(json.dumps({"bytes_per_synapse": {w: round(b, 1) for w, b in measured.items()}}))
+    tmp.cleanup()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
