@@ -46,7 +46,7 @@ def _consumers(nodes: list[Node]) -> dict[str, list[Node]]:
 
 
 def _fold_affine_into_previous(nodes: list[Node], output: str) -> list[Node]:
-    """conv/dense → affine (a BatchNormalization) becomes one conv/dense with scaled weights."""
+    """conv/transposed conv/dense → affine (a BatchNormalization) becomes one op with scaled weights."""
     by_name = {n.name: n for n in nodes}
     consumers = _consumers(nodes)
     drop: set[str] = set()
@@ -54,7 +54,7 @@ def _fold_affine_into_previous(nodes: list[Node], output: str) -> list[Node]:
     for n in nodes:
         if isinstance(n.op, Affine) and len(n.inputs) == 1:
             prev = by_name.get(n.inputs[0])
-            if (prev is not None and isinstance(prev.op, (Conv2D, Dense)) and prev.name != output
+            if (prev is not None and isinstance(prev.op, (Conv2D, ConvTranspose, Dense)) and prev.name != output
                     and len(consumers.get(prev.name, [])) == 1):
                 n = Node(n.name, _fold(prev.op, n.op), prev.inputs, n.keras_layer)
                 drop.add(prev.name)
@@ -62,12 +62,12 @@ def _fold_affine_into_previous(nodes: list[Node], output: str) -> list[Node]:
     return [n for n in out if n.name not in drop]
 
 
-def _fold(op: Conv2D | Dense, aff: Affine) -> Conv2D | Dense:
+def _fold(op: Conv2D | ConvTranspose | Dense, aff: Affine) -> Conv2D | ConvTranspose | Dense:
     scale = aff.scale.astype(np.float32)
     offset = aff.offset if aff.offset is not None else np.zeros_like(scale)
     bias = op.bias if op.bias is not None else np.zeros_like(scale)
     new_bias = (bias * scale + offset).astype(np.float32)
-    if isinstance(op, Conv2D):
+    if isinstance(op, (Conv2D, ConvTranspose)):  # kernels end with the output channel
         return replace(op, kernel=(op.kernel * scale).astype(np.float32), bias=new_bias)
     return replace(op, weight=(op.weight * scale).astype(np.float32), bias=new_bias)
 

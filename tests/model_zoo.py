@@ -348,13 +348,16 @@ def build_pooled_blocks() -> keras.Model:
 
 
 def build_resampling() -> keras.Model:
-    """Conv2DTranspose ('same', stride 2; 'valid' with output_padding), Cropping2D, a MaxPool of the cropped
-    ReLU, UpSampling2D (nearest, unequal factors) and Permute (height and width swapped), on 6x6x2."""
+    """Conv2DTranspose ('same', stride 2, then BatchNormalization and ReLU; 'valid' with output_padding),
+    Cropping2D, a MaxPool of the cropped ReLU, UpSampling2D (nearest, unequal factors) and Permute (height and
+    width swapped), on 6x6x2."""
     transpose = functools.partial(L.Conv2DTranspose, kernel_initializer="zeros")
     return randomize(keras.Sequential([
         keras.Input((6, 6, 2)),
         Conv2D(3, 3, padding="same", activation="relu", name="conv"),
-        transpose(4, 3, strides=2, padding="same", activation="relu", name="up_same"),
+        transpose(4, 3, strides=2, padding="same", name="up_same"),
+        L.BatchNormalization(name="up_bn"),
+        L.ReLU(name="up_relu"),
         L.Cropping2D(((1, 2), (0, 1)), name="crop"),
         L.MaxPooling2D(2, name="pool"),
         L.UpSampling2D((2, 1), name="nearest"),

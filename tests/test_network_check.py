@@ -95,15 +95,15 @@ def every_feature() -> Network:
              pop("out", (3,), "softmax", 4)]
     projs = [Projection("in", "a", [ops.Conv2D(k(3, 3, 1, 2), padding=((1, 1), (1, 1)))]),
              Projection("g2", "b", [ops.Conv2D(k(1, 1, 2, 4))]),
-             Projection("g1", "b", [ops.ConvTranspose(k(2, 2, 1, 4), None, (2, 2), ((1, 2), (2, -1)), (1, 1), 2),
-                                    ops.Transpose((1, 0, 2)), ops.AvgPool((3, 2), (2, 1))]),
              Projection("in", "b", [ops.AvgPool((3, 3), (3, 3)), ops.Conv2D(k(1, 1, 1, 4))]),
              Projection("b", "c", [ops.Conv2D(k(3, 2, 2, 4), None, (2, 1), ((1, 0), (0, 1)), (1, 2), 2),
                                    ops.Pad(((1, 2), (3, 4))), ops.AvgPool((2, 2), (1, 2), ((0, 1), (1, 0))),
                                    ops.Affine(k(4)), ops.Reshape((64,)), ops.Dense(k(64, 2)),
                                    ops.Embed(0, 1, 3), ops.Scale(0.75)]),
              Projection("g1", "c", [ops.Reshape((18,)), ops.Dense(k(18, 1)), ops.Embed(0, 0, 3)]),
-             Projection("c", "out", [ops.Dense(k(3, 3))])]
+             Projection("c", "out", [ops.Dense(k(3, 3))]),
+             Projection("g1", "b", [ops.ConvTranspose(k(2, 2, 1, 4), None, (2, 2), ((1, 2), (2, -1)), (1, 1), 2),
+                                    ops.Transpose((1, 0, 2)), ops.AvgPool((3, 2), (2, 1))])]
     return Network(InputSpec("in", (6, 6, 1), "poisson"), nodes, projs, "out", Neuron(1.0, "zero"),
                    Settings(20, "count", "step", 1, 3), Normalization("percentile", 99.9, 10, "ab" * 32),
                    Provenance("m.h5", "cd" * 32, "3.15.1", "0.1.0"))
