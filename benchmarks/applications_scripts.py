@@ -5,14 +5,16 @@ for the big applications. For each model (``weights=None``, default input size, 
 seeded weights with random BatchNorm statistics and biases, built by applications_convert.build):
 
 1. ``snnexport MODEL.keras --to network`` (no calibration): wall time, peak RSS;
-2. the network's size: neurons, synapses (exact, :func:`snnexport.opcount.projection_degrees`) and the
-   largest projection's synapses (the scripts expand one projection's synapse list at a time);
+2. the network's size: neurons and synapses, counted as paths through each projection's op chain with
+   snnexport.opcount's indicators (exact for a chain with one kernel; an upper bound where a chain
+   composes two, as MobileNetV2's linear bottleneck does: the scripts expand those compositions too),
+   and the largest projection's count (the scripts expand one projection's synapse list at a time);
 3. per writer, ``snnexport NET.snn --to WRITER`` and then the script itself on one seeded input in [0, 1]
    (``--input x.npy --steps 5 --out run.npz``), each a child process of its own: wall time, peak RSS, and
    the script's own build and run seconds (from its results file, docs/semantics.md).
 
 A script whose resident memory passes ``--max-rss`` GiB is stopped (the machine is shared; the default
-10 GiB leaves room for others on a 24 GB machine) and reported with the RSS it had reached. Brian2 and
+8 GiB leaves room for others on a 24 GB machine) and reported with the RSS it had reached. Brian2 and
 NEST scripts hold every synapse: at least 16 bytes each (Brian2 stores two 32-bit indices and a 64-bit
 weight per synapse, a NEST static synapse is no smaller), or, once a model's script has run, the bytes
 per synapse measured there; a script whose estimate exceeds the limit is not run, and the estimate is
@@ -72,7 +74,7 @@ def child(cmd: list[str], log: Path, limit: int | None = None) -> tuple[int, flo
             if limit is not None and peak > limit and not stopped:
                 os.killpg(proc.pid, signal.SIGKILL)  # its own session: only this script and what it started
                 stopped = True
-            time.sleep(0.2)
+            time.sleep(0.1)
     return proc.returncode, time.perf_counter() - t0, peak, stopped
 
 
@@ -81,14 +83,25 @@ def last_line(log: Path) -> str:
     return lines[-1] if lines else ""
 
 
+def paths(net, proj) -> int:
+    """Paths from source to target neurons through a projection's ops (module doc), without expanding them."""
+    from snnexport.opcount import COUNTING
+
+    shape = tuple(net.shape_of(proj.source))
+    y = np.ones((1,) + shape, np.float32)
+    for op in proj.ops:
+        y = COUNTING.of(op).indicator(op, shape).forward(y)
+        shape = tuple(op.output_shape(shape))
+    return int(np.asarray(y, np.float64).sum())
+
+
 def network_size(net_path: Path) -> tuple[int, int, int]:
-    """(neurons, synapses, synapses of the largest projection) of a network file."""
+    """(neurons, synapses, synapses of the largest projection) of a network file (synapses as paths)."""
     from snnexport.network import Network, Population
-    from snnexport.opcount import projection_degrees
 
     net = Network.load(net_path)
     neurons = sum(int(np.prod(n.shape)) for n in net.nodes if isinstance(n, Population))
-    per_projection = [int(projection_degrees(net, p)[0].sum()) for p in net.projections]
+    per_projection = [paths(net, p) for p in net.projections]
     return neurons, sum(per_projection), max(per_projection)
 
 
@@ -98,9 +111,11 @@ SYNAPSE_FLOOR = {"brian2": 16.0, "nest": 16.0}  # bytes every synapse takes at l
 def one(name: str, work: Path, writers: list[str], limit: int, bytes_per_synapse: dict[str, float]) -> bool:
     model_path, net_path, x_path = work / f"{name}.keras", work / f"{name}.snn", work / f"{name}_x.npy"
     t0 = time.perf_counter()
-    model = build(name, model_path)
-    np.save(x_path, np.random.default_rng(1).uniform(0, 1, (1,) + tuple(model.input_shape[1:])).astype(np.float32))
-    del model
+    if not (model_path.exists() and x_path.exists()):  # kept from an earlier run with --keep: the same seeds
+        model = build(name, model_path)
+        x = np.random.default_rng(1).uniform(0, 1, (1,) + tuple(model.input_shape[1:])).astype(np.float32)
+        np.save(x_path, x)
+        del model
     print(f"{name}: built and saved in {time.perf_counter() - t0:.1f} s", flush=True)
     cli = [sys.executable, "-m", "snnexport"]
     rc, wall, rss, _ = child(cli + [str(model_path), "--to", "network", "-o", str(net_path)], work / f"{name}.log")
@@ -152,7 +167,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["MobileNetV2", "ResNet50"])
     ap.add_argument("--writers", nargs="+", default=["brian2", "nest", "nengo"])
-    ap.add_argument("--max-rss", type=float, default=10.0, help="GiB a script may hold before it is stopped")
+    ap.add_argument("--max-rss", type=float, default=8.0, help="GiB a script may hold before it is stopped")
     ap.add_argument("--keep", type=Path, help="keep models, networks, scripts and logs in this directory")
     args = ap.parse_args()
     tmp = tempfile.TemporaryDirectory(prefix="snnexport-app-scripts-")

@@ -201,7 +201,8 @@ def _h_separable(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], p
     return b.emit(layer, path, chain + ([("activation", act)] if act is not None else []), ins, out)
 
 
-def _transpose_crop(layer: Any, kernel: int, stride: int, dilation: int, output_padding: int | None) -> tuple[int, int]:
+def _transpose_crop(layer: Any, kernel: int, stride: int, dilation: int,
+                    output_padding: int | None) -> tuple[int, int]:
     """Cells Keras' Conv{1,2}DTranspose removes from each end of the full transposed output (negative: adds).
 
     Keras pads the stride-dilated input by (left, right) for a convolution with the flipped kernel: a total

@@ -142,7 +142,8 @@ def h_conv_transpose(ctx: Ctx) -> list[Const | Val]:
         raise ctx.refuse(f"has pads {pads} and output_padding {extra}; {2 * r} pads and {r} output paddings, "
                          "none negative, expected")
     crop = [(pads[i], pads[i + r] - extra[i]) for i in range(r)]
-    out = tuple(ops.transposed_size(n, k, s, d, c) for n, k, s, d, c in zip(x.oshape[1:], kernel, strides, dilations, crop))
+    out = tuple(ops.transposed_size(n, k, s, d, c)
+                for n, k, s, d, c in zip(x.oshape[1:], kernel, strides, dilations, crop))
     if min(out) < 1:
         raise ctx.refuse(f"has pads {pads} that leave no output of an input of shape {x.oshape}")
     cig, cog = w.shape[0] // groups, w.shape[1]
