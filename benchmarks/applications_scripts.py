@@ -21,7 +21,8 @@ per synapse measured there; a script whose estimate exceeds the limit is not run
 printed. Nengo's convolutions and dense layers are kernel products, not synapse lists: always tried.
 
 Usage: ``KERAS_BACKEND=jax python benchmarks/applications_scripts.py [--models MobileNetV2 ResNet50]
-[--writers brian2 nest nengo] [--max-rss 12] [--keep DIR]``. Exit status 1 if a step failed (a stop
+[--writers brian2 nest nengo] [--max-rss 8] [--size S] [--keep DIR]`` (``--size 48``: the same architecture at
+48 x 48 x 3, small enough for Brian2 and NEST on a small machine). Exit status 1 if a step failed (a stop
 at the memory limit or a skip is reported, not a failure).
 """
 
@@ -108,11 +109,13 @@ def network_size(net_path: Path) -> tuple[int, int, int]:
 SYNAPSE_FLOOR = {"brian2": 16.0, "nest": 16.0}  # bytes every synapse takes at least (module doc)
 
 
-def one(name: str, work: Path, writers: list[str], limit: int, bytes_per_synapse: dict[str, float]) -> bool:
+def one(name: str, work: Path, writers: list[str], limit: int, bytes_per_synapse: dict[str, float],
+        size: int | None = None) -> bool:
+    model_name, name = name, name if size is None else f"{name}_{size}"  # name: of its files and lines
     model_path, net_path, x_path = work / f"{name}.keras", work / f"{name}.snn", work / f"{name}_x.npy"
     t0 = time.perf_counter()
     if not (model_path.exists() and x_path.exists()):  # kept from an earlier run with --keep: the same seeds
-        model = build(name, model_path)
+        model = build(model_name, model_path, None if size is None else (size, size, 3))
         x = np.random.default_rng(1).uniform(0, 1, (1,) + tuple(model.input_shape[1:])).astype(np.float32)
         np.save(x_path, x)
         del model
@@ -169,13 +172,14 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", default=["MobileNetV2", "ResNet50"])
     ap.add_argument("--writers", nargs="+", default=["brian2", "nest", "nengo"])
     ap.add_argument("--max-rss", type=float, default=8.0, help="GiB a script may hold before it is stopped")
+    ap.add_argument("--size", type=int, help="input size S (S x S x 3) instead of the model's default")
     ap.add_argument("--keep", type=Path, help="keep models, networks, scripts and logs in this directory")
     args = ap.parse_args()
     tmp = tempfile.TemporaryDirectory(prefix="snnexport-app-scripts-")
     work = args.keep or Path(tmp.name)
     work.mkdir(parents=True, exist_ok=True)
     measured: dict[str, float] = {}  # writer → bytes per synapse of the first model whose script ran
-    ok = all([one(name, work, args.writers, int(args.max_rss * GIB), measured) for name in args.models])
+    ok = all([one(name, work, args.writers, int(args.max_rss * GIB), measured, args.size) for name in args.models])
     print(json.dumps({"bytes_per_synapse": {w: round(b, 1) for w, b in measured.items()}}))
     tmp.cleanup()
     return 0 if ok else 1
