@@ -434,3 +434,19 @@ def test_keras2_style_h5(tmp_path: Path) -> None:
     x = rng.uniform(size=(3, 6, 6, 1)).astype(np.float32)
     want = keras.models.load_model(path, compile=False).predict(x, verbose=0)
     assert_matches(run_graph(graph, x), want)
+
+
+@pytest.mark.parametrize("layer", [
+    L.Conv2DTranspose(3, 3, strides=2, padding="same", output_padding=1, name="t"),
+    L.Conv2DTranspose(3, (2, 3), strides=(3, 1), padding="valid", output_padding=(2, 0), name="t"),
+    L.Conv2DTranspose(3, 3, padding="same", dilation_rate=2, name="t"),
+    L.Conv2DTranspose(3, 1, strides=3, padding="same", name="t"),  # more cells than the kernel reaches
+    L.Conv1DTranspose(3, 3, strides=3, padding="valid", output_padding=2, name="t"),
+    L.Conv1DTranspose(3, 2, strides=2, padding="same", output_padding=1, name="t"),
+], ids=lambda layer: f"{type(layer).__name__}-{layer.strides}-{layer.padding}-{layer.output_padding}")
+def test_transposed_convolutions_match_keras(tmp_path: Path, layer: L.Layer) -> None:
+    one_d = type(layer).__name__.startswith("Conv1D")
+    model = tiny(layer, L.Flatten(), shape=(5, 2) if one_d else (4, 5, 2))
+    model.save(tmp_path / "m.keras")
+    x = zoo.sample_input(model, 3)
+    assert_matches(run_graph(read_model(tmp_path / "m.keras"), x), model.predict(x, verbose=0))
