@@ -15,7 +15,7 @@ statistics and biases so that folding is exercised), in a child process of its o
 4. the description exported to every writer (``snnexport NET.snn --to W``): time and size;
 5. with ``--run WRITER``: that writer's script for the first model run on one sample, ``--steps 5``
    (needs a big machine: these networks have millions of neurons and billions of synapses, ResNet50
-   9.1 M and 3.8 G; MobileNetV2's Nengo script was killed at 16.3 GiB RSS on a 23 GB machine).
+   9.1 M and 3.8 G; benchmarks/applications_scripts.py runs them under a memory limit and says what fits).
 
 Usage: ``KERAS_BACKEND=jax python benchmarks/applications_convert.py [--models ResNet50 ...]
 [--run brian2] [--keep DIR]``. Exit status 1 if any check failed.

@@ -218,6 +218,24 @@ def _layer_names(nodes: list[Node], shown: int = 4) -> list[str]:
     return names[:shown] + ([f"{len(names) - shown} more"] if len(names) > shown else [])
 
 
+def _pointwise(op: Conv2D) -> bool:
+    """A 1×1, stride-1, unpadded, ungrouped convolution: the same channel matrix at every position."""
+    return (op.kernel.shape[:2] == (1, 1) and tuple(op.strides) == (1, 1) and op.groups == 1
+            and tuple(map(tuple, op.padding)) == ((0, 0), (0, 0)))
+
+
+def _compose_convs(first: Conv2D, second: Conv2D) -> Conv2D:
+    """Two convolutions, one of them pointwise and neither grouped, as one convolution (exact: a pointwise
+    one commutes with positions). Expanded as two, a projection would hold every path through the middle
+    channels (MobileNetV2's linear bottleneck: 49 x 960 x 320 x 1280 of them, for 60 M synapses)."""
+    if _pointwise(second):
+        kernel = np.tensordot(first.kernel.astype(np.float64), second.kernel[0, 0].astype(np.float64),
+                              axes=([3], [0]))
+        return replace(first, kernel=kernel.astype(np.float32), bias=None)
+    kernel = np.einsum("im,hwmo->hwio", first.kernel[0, 0].astype(np.float64), second.kernel.astype(np.float64))
+    return replace(second, kernel=kernel.astype(np.float32), bias=None)
+
+
 def _fold_chain(chain: list[Op], factor: float, own: set[int]) -> list[Op]:
     """Simplify a projection's op chain exactly and multiply it by ``factor``.
 
@@ -232,6 +250,9 @@ def _fold_chain(chain: list[Op], factor: float, own: set[int]) -> list[Op]:
             (t, b), (l, r) = prev.padding
             (t2, b2), (l2, r2) = op.padding
             out[-1] = replace(op, padding=((t + t2, b + b2), (l + l2, r + r2)))
+        elif (isinstance(op, Conv2D) and isinstance(prev, Conv2D) and op.groups == prev.groups == 1
+              and (_pointwise(op) or _pointwise(prev))):
+            out[-1] = _compose_convs(prev, op)
         elif isinstance(op, Conv2D) and isinstance(prev, Affine) and op.groups == 1:
             out[-1] = replace(op, kernel=(op.kernel * prev.scale[None, None, :, None]).astype(np.float32))
         elif isinstance(op, Dense) and isinstance(prev, Affine):

@@ -53,7 +53,8 @@ DELAYS = ("step", "zero")
 METHODS = ("percentile", "model-bound", "none")
 OUTPUT_ONLY = ("softmax", "linear")  # activations allowed only on the output population
 # ops a projection may carry: linear, one input each (max-pooling is a gate, activations are populations)
-PROJECTION_OPS = ("dense", "conv2d", "avgpool", "pad", "reshape", "affine", "embed", "scale")
+PROJECTION_OPS = ("dense", "conv2d", "conv_transpose", "avgpool", "pad", "reshape", "transpose", "affine", "embed",
+                  "scale")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -217,6 +218,17 @@ class _Checker:
         if not isinstance(v, list) or len(v) != 2:
             self.fail(path, f"expected [[top, bottom], [left, right]], got {_show(v)}")
         return self.pair(v[0], _join(path, 0), 0), self.pair(v[1], _join(path, 1), 0)
+
+    def crop(self, v: Any, path: str) -> tuple[tuple[int, int], tuple[int, int]]:
+        """[[top, bottom], [left, right]] cells cropped from each side; negative: cells added."""
+        if not isinstance(v, list) or len(v) != 2:
+            self.fail(path, f"expected [[top, bottom], [left, right]], got {_show(v)}")
+        return self.pair(v[0], _join(path, 0), -MAX_ELEMENTS), self.pair(v[1], _join(path, 1), -MAX_ELEMENTS)
+
+    def axes(self, v: Any, path: str) -> tuple[int, ...]:
+        if not isinstance(v, list) or not 1 <= len(v) <= MAX_RANK:
+            self.fail(path, f"expected a list of 1 to {MAX_RANK} axes, got {_show(v)}")
+        return tuple(self.integer(a, _join(path, i), 0, MAX_RANK) for i, a in enumerate(v))
 
     def array(self, v: Any, path: str, rank: int | None) -> ArrayInfo:
         """A reference to an array member: it exists, is used once, float32 with positive dimensions
@@ -455,6 +467,9 @@ _OP_PARAMS: dict[str, dict[str, Callable[[_Checker, Any, str], Any]]] = {
     "dense": {"weight": _rank(2), "bias": _Checker.no_constant},
     "conv2d": {"kernel": _rank(4), "bias": _Checker.no_constant, "strides": _Checker.pair,
                "padding": _Checker.padding, "dilation": _Checker.pair, "groups": _ints(1, MAX_ELEMENTS, "2**31")},
+    "conv_transpose": {"kernel": _rank(4), "bias": _Checker.no_constant, "strides": _Checker.pair,
+                       "crop": _Checker.crop, "dilation": _Checker.pair, "groups": _ints(1, MAX_ELEMENTS, "2**31")},
+    "transpose": {"axes": _Checker.axes},
     "avgpool": _POOL,
     "maxpool": _POOL,
     "pad": {"padding": _Checker.padding},

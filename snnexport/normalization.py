@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .graph import Graph, Node
-from .ops import (Activation, Add, Affine, AvgPool, Concat, Conv2D, Dense, Embed, MaxPool, Op, OpTable, Pad,
-                  Reshape, Scale)
+from .ops import (Activation, Add, Affine, AvgPool, Concat, Conv2D, ConvTranspose, Dense, Embed, MaxPool, Op, OpTable,
+                  Pad, Reshape, Scale, Transpose)
 
 OUTPUT_ONLY = ("softmax", "linear")
 BINARY = ("sign", "heaviside")
@@ -59,6 +59,11 @@ def _conv2d_gain(op: Conv2D) -> float:
     return float(np.abs(op.kernel).sum(axis=(0, 1, 2)).max(initial=0.0))
 
 
+@normalizes(ConvTranspose, weight="kernel", constant="bias")
+def _conv_transpose_gain(op: ConvTranspose) -> float:
+    return float(np.abs(op.kernel).sum(axis=(0, 1, 2)).max(initial=0.0))  # at most every tap reaches one cell
+
+
 @normalizes(Affine, weight="scale", constant="offset")
 def _affine_gain(op: Affine) -> float:
     return float(np.abs(op.scale).max(initial=0.0))
@@ -70,10 +75,10 @@ def _scale_gain(op: Scale) -> float:
 
 
 def _moves(op: Op) -> float:
-    return 1.0  # pooling averages, padding/reshape/embed move values
+    return 1.0  # pooling averages, padding/reshape/embed/transpose move values
 
 
-for _cls in (AvgPool, Pad, Reshape, Embed):
+for _cls in (AvgPool, Pad, Reshape, Embed, Transpose):
     normalizes(_cls)(_moves)
 for _cls in (Concat, Add):  # split into Embed ops and parallel projections (convert._Structure._expand)
     LINEAR[_cls] = Linear(None)

@@ -23,14 +23,14 @@ hold has an entry: tests/test_registries.py). numpy only: ``snnexport info`` imp
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .scriptlib import runtime
 from .errors import SnnexportError
 from .network import Gate, Network, Projection
-from .ops import Affine, AvgPool, Conv2D, Dense, Embed, Op, OpTable, Pad, Reshape, Scale
+from .ops import Affine, AvgPool, Conv2D, ConvTranspose, Dense, Embed, Op, OpTable, Pad, Reshape, Scale, Transpose
 
 Shape = tuple[int, ...]
 Map = Callable[[np.ndarray], np.ndarray]
@@ -110,6 +110,42 @@ def _conv_indicator(k: np.ndarray, strides: tuple[int, int], padding, dilation: 
 def _conv2d(op: Conv2D, in_shape: Shape) -> Indicator:
     return _conv_indicator(_nonzero(op.kernel), tuple(op.strides), op.padding, tuple(op.dilation), int(op.groups),
                            in_shape)
+
+
+@counts(ConvTranspose, mixing=True)
+def _conv_transpose(op: ConvTranspose, in_shape: Shape) -> Indicator:
+    """The op itself with a 0/1 kernel; its adjoint gathers, per kernel cell, the strided slice of the
+    uncropped output that the cell reached (the forward scatter read backwards)."""
+    k = _nonzero(op.kernel)
+    ind = replace(op, kernel=k, bias=None)
+    h, w, cin = in_shape
+    kh, kw, cig, cout = k.shape
+    (sh, sw), (dh, dw), g = op.strides, op.dilation, op.groups
+    (ct, cb), (cl, cr) = op.crop
+    ho, wo, _ = ind.output_shape(in_shape)
+    full_h, full_w = (h - 1) * sh + (kh - 1) * dh + 1, (w - 1) * sw + (kw - 1) * dw + 1
+
+    def transpose(y: np.ndarray) -> np.ndarray:
+        # y back in the uncropped output, extended as in ConvTranspose.forward; then per cell its strided slice
+        full = np.zeros((full_h + max(-ct, 0) + max(-cb, 0), full_w + max(-cl, 0) + max(-cr, 0), g, cout // g),
+                        np.float32)
+        full[max(ct, 0):max(ct, 0) + ho, max(cl, 0):max(cl, 0) + wo] = y.reshape(ho, wo, g, cout // g)
+        oy, ox = max(-ct, 0), max(-cl, 0)
+        x = np.zeros((h * w, g, cig), np.float32)
+        for ky in range(kh):
+            for kx in range(kw):
+                y0, x0 = oy + ky * dh, ox + kx * dw
+                sl = full[y0:y0 + (h - 1) * sh + 1:sh, x0:x0 + (w - 1) * sw + 1:sw]
+                x += _grouped(sl.reshape(h * w, g, cout // g), k[ky, kx].reshape(cig, g, cout // g).transpose(2, 1, 0))
+        return x.reshape(1, h, w, cin)
+
+    return Indicator(ind.forward, transpose)
+
+
+@counts(Transpose, mixing=False)
+def _transpose(op: Transpose, in_shape: Shape) -> Indicator:
+    inverse = tuple(int(i) + 1 for i in np.argsort(op.axes))
+    return Indicator(op.forward, lambda y: y.transpose((0,) + inverse))
 
 
 @counts(AvgPool, mixing=True)

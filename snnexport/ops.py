@@ -201,6 +201,87 @@ class Conv2D(Op):
         return replace(self, bias=None)
 
 
+def transposed_size(size: int, kernel: int, stride: int, dilation: int, crop: tuple[int, int]) -> int:
+    """Output length of a transposed convolution: the full (size − 1)·stride + (kernel − 1)·dilation + 1
+    cells, less ``crop`` at each end (a negative crop adds zero cells there)."""
+    return (size - 1) * stride + (kernel - 1) * dilation + 1 - crop[0] - crop[1]
+
+
+@register
+@dataclass(eq=False)
+class ConvTranspose(Op):
+    """Grouped, strided, dilated transposed convolution (Keras Conv2DTranspose, ONNX ConvTranspose).
+
+    Input cell (iy, ix) adds x · kernel[ky, kx] to output cell (iy·sh + ky·dh − top, ix·sw + kx·dw − left):
+    the full output, of :func:`transposed_size`, cropped by ``crop`` ((top, bottom), (left, right)); a
+    negative crop extends that side with cells nothing reaches (Keras' and ONNX's output_padding).
+    kernel is (kh, kw, cin // groups, cout), grouped as in :class:`Conv2D`. Nearest upsampling
+    (a depthwise kernel of ones with stride = kernel) and cropping (a 1×1 depthwise kernel of ones)
+    are this op too.
+    """
+    kind: ClassVar[str] = "conv_transpose"
+    kernel: np.ndarray
+    bias: np.ndarray | None = None
+    strides: tuple[int, int] = (1, 1)
+    crop: Pad2 = ((0, 0), (0, 0))
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        kh, kw, cig, cout = self.kernel.shape
+        n, h, w, _ = x.shape
+        (sh, sw), (dh, dw), g = self.strides, self.dilation, self.groups
+        (ct, cb), (cl, cr) = self.crop
+        full_h = (h - 1) * sh + (kh - 1) * dh + 1 + max(-ct, 0) + max(-cb, 0)
+        full_w = (w - 1) * sw + (kw - 1) * dw + 1 + max(-cl, 0) + max(-cr, 0)
+        oy, ox = max(-ct, 0), max(-cl, 0)  # where the uncropped output starts in the extended buffer
+        full = np.zeros((n, full_h, full_w, g, cout // g), np.float32)
+        xg = x.reshape(n, h, w, g, cig)
+        k = self.kernel.reshape(kh, kw, cig, g, cout // g)
+        for ky in range(kh):
+            for kx in range(kw):
+                y0, x0 = oy + ky * dh, ox + kx * dw
+                full[:, y0:y0 + (h - 1) * sh + 1:sh, x0:x0 + (w - 1) * sw + 1:sw] += np.einsum(
+                    "nhwgc,cgo->nhwgo", xg, k[ky, kx], optimize=True)
+        top, left = max(ct, 0), max(cl, 0)
+        ho, wo = self.output_shape(x.shape[1:])[:2]
+        y = full[:, top:top + ho, left:left + wo].reshape(n, ho, wo, cout)
+        return y + self.bias if self.bias is not None else y
+
+    def output_shape(self, s: Shape) -> Shape:
+        _, _, c = _spatial(s, "a transposed convolution")
+        kh, kw, cig, cout = self.kernel.shape
+        if cout % self.groups or c != cig * self.groups:
+            raise ValueError(f"a transposed convolution kernel of shape {tuple(self.kernel.shape)} in {self.groups} "
+                             f"group(s) does not fit an input of shape {tuple(s)}")
+        out = tuple(transposed_size(n, k, st, d, cr)
+                    for n, k, st, d, cr in zip(s[:2], (kh, kw), self.strides, self.dilation, self.crop))
+        if min(out) < 1:
+            raise ValueError(f"a transposed convolution cropped by {tuple(map(tuple, self.crop))} leaves no "
+                             f"output of an input of shape {tuple(s)}")
+        return out + (cout,)
+
+    def linear_part(self) -> "ConvTranspose":
+        return replace(self, bias=None)
+
+
+@register
+@dataclass(eq=False)
+class Transpose(Op):
+    """Permutation of the non-batch axes (Keras Permute): output axis i is input axis ``axes[i]``."""
+    kind: ClassVar[str] = "transpose"
+    axes: tuple[int, ...]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x.transpose((0,) + tuple(a + 1 for a in self.axes))
+
+    def output_shape(self, s: Shape) -> Shape:
+        if sorted(self.axes) != list(range(len(s))):
+            raise ValueError(f"axes {tuple(self.axes)} are not a permutation of the {len(s)} axes of shape "
+                             f"{tuple(s)}")
+        return tuple(s[a] for a in self.axes)
+
+
 @register
 @dataclass(eq=False)
 class AvgPool(Op):

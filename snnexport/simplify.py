@@ -22,7 +22,8 @@ from dataclasses import replace
 import numpy as np
 
 from .graph import Graph, Node
-from .ops import Activation, Add, Affine, AvgPool, Concat, Conv2D, Dense, Embed, MaxPool, Pad, Reshape, Scale
+from .ops import (Activation, Add, Affine, AvgPool, Concat, Conv2D, ConvTranspose, Dense, Embed, MaxPool, Pad, Reshape,
+                  Scale, Transpose)
 
 _MONOTONE = ("relu", "clip")
 
@@ -45,7 +46,7 @@ def _consumers(nodes: list[Node]) -> dict[str, list[Node]]:
 
 
 def _fold_affine_into_previous(nodes: list[Node], output: str) -> list[Node]:
-    """conv/dense → affine (a BatchNormalization) becomes one conv/dense with scaled weights."""
+    """conv/transposed conv/dense → affine (a BatchNormalization) becomes one op with scaled weights."""
     by_name = {n.name: n for n in nodes}
     consumers = _consumers(nodes)
     drop: set[str] = set()
@@ -53,7 +54,7 @@ def _fold_affine_into_previous(nodes: list[Node], output: str) -> list[Node]:
     for n in nodes:
         if isinstance(n.op, Affine) and len(n.inputs) == 1:
             prev = by_name.get(n.inputs[0])
-            if (prev is not None and isinstance(prev.op, (Conv2D, Dense)) and prev.name != output
+            if (prev is not None and isinstance(prev.op, (Conv2D, ConvTranspose, Dense)) and prev.name != output
                     and len(consumers.get(prev.name, [])) == 1):
                 n = Node(n.name, _fold(prev.op, n.op), prev.inputs, n.keras_layer)
                 drop.add(prev.name)
@@ -61,12 +62,12 @@ def _fold_affine_into_previous(nodes: list[Node], output: str) -> list[Node]:
     return [n for n in out if n.name not in drop]
 
 
-def _fold(op: Conv2D | Dense, aff: Affine) -> Conv2D | Dense:
+def _fold(op: Conv2D | ConvTranspose | Dense, aff: Affine) -> Conv2D | ConvTranspose | Dense:
     scale = aff.scale.astype(np.float32)
     offset = aff.offset if aff.offset is not None else np.zeros_like(scale)
     bias = op.bias if op.bias is not None else np.zeros_like(scale)
     new_bias = (bias * scale + offset).astype(np.float32)
-    if isinstance(op, Conv2D):
+    if isinstance(op, (Conv2D, ConvTranspose)):  # kernels end with the output channel
         return replace(op, kernel=(op.kernel * scale).astype(np.float32), bias=new_bias)
     return replace(op, weight=(op.weight * scale).astype(np.float32), bias=new_bias)
 
@@ -121,7 +122,7 @@ def _rectify_before_maxpool(nodes: list[Node], output: str) -> list[Node]:
 
 # --- max-pooling of tensors that are not populations ----------------------------------------------
 
-_MOVES = (AvgPool, MaxPool, Pad, Reshape, Concat, Embed, Add)  # move, copy, sum or average their inputs
+_MOVES = (AvgPool, MaxPool, Pad, Reshape, Transpose, Concat, Embed, Add)  # move, copy, sum or average their inputs
 
 
 def _nonnegative(nodes: list[Node]) -> set[str]:
@@ -137,7 +138,7 @@ def _nonnegative(nodes: list[Node]) -> set[str]:
             ok = ins and _at_least_zero(op.scale, op.offset)
         elif isinstance(op, Scale):
             ok = ins and op.factor >= 0
-        elif isinstance(op, Conv2D):
+        elif isinstance(op, (Conv2D, ConvTranspose)):
             ok = ins and _at_least_zero(op.kernel, op.bias)
         elif isinstance(op, Dense):
             ok = ins and _at_least_zero(op.weight, op.bias)

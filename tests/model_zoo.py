@@ -347,10 +347,48 @@ def build_pooled_blocks() -> keras.Model:
                                  name="pooled_blocks"), 33)
 
 
+def build_resampling() -> keras.Model:
+    """Conv2DTranspose ('same', stride 2, then BatchNormalization and ReLU; 'valid' with output_padding),
+    Cropping2D, a MaxPool of the cropped ReLU, UpSampling2D (nearest, unequal factors) and Permute (height and
+    width swapped), on 6x6x2."""
+    transpose = functools.partial(L.Conv2DTranspose, kernel_initializer="zeros")
+    return randomize(keras.Sequential([
+        keras.Input((6, 6, 2)),
+        Conv2D(3, 3, padding="same", activation="relu", name="conv"),
+        transpose(4, 3, strides=2, padding="same", name="up_same"),
+        L.BatchNormalization(name="up_bn"),
+        L.ReLU(name="up_relu"),
+        L.Cropping2D(((1, 2), (0, 1)), name="crop"),
+        L.MaxPooling2D(2, name="pool"),
+        L.UpSampling2D((2, 1), name="nearest"),
+        transpose(3, 2, strides=(1, 2), padding="valid", output_padding=(0, 1), activation="relu", name="up_valid"),
+        L.Permute((2, 1, 3), name="swap"),
+        Conv2D(2, 3, strides=2, activation="relu", name="down"),
+        L.Flatten(name="flat"),
+        Dense(4, activation="softmax", name="out"),
+    ], name="resampling"), 34)
+
+
+def build_resampling_1d() -> keras.Model:
+    """UpSampling1D, Cropping1D, Conv1DTranspose ('same', stride 2, dilation-free) and Permute of (L, C)."""
+    return randomize(keras.Sequential([
+        keras.Input((10, 3)),
+        Conv1D(4, 3, padding="same", activation="relu", name="conv"),
+        L.UpSampling1D(2, name="nearest"),
+        L.Cropping1D((1, 3), name="crop"),
+        L.Conv1DTranspose(3, 3, strides=2, padding="same", activation="relu", kernel_initializer="zeros",
+                          name="up"),
+        L.Permute((2, 1), name="swap"),
+        Conv1D(2, 3, strides=2, activation="relu", name="down"),
+        L.Flatten(name="flat"),
+        Dense(3, activation="softmax", name="out"),
+    ], name="resampling_1d"), 35)
+
+
 # Models every simulator writer is tested on: each converts into a spiking network (the zoo's
 # inception and conv1d max-pool a non-spiking tensor, which the converter refuses).
 SPIKING = ("lenet", "branches", "residual", "sequence", "depthwise", "zero_padding", "maxpool_stride", "avgpool",
-           "pooled_blocks")
+           "pooled_blocks", "resampling", "resampling_1d")
 
 BUILDERS = {
     "lenet": build_lenet,
@@ -370,4 +408,6 @@ BUILDERS = {
     "branches": build_branches,
     "sequence": build_sequence,
     "pooled_blocks": build_pooled_blocks,
+    "resampling": build_resampling,
+    "resampling_1d": build_resampling_1d,
 }

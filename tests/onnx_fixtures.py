@@ -117,7 +117,7 @@ def conv_case(k: int | tuple[int, int], size: int = 9, cin: int = 3, cout: int =
 
 def conv_transpose_case(k: int, cin: int = 4, cout: int = 6, group: int = 1, **attrs: Any
                         ) -> Callable[[], onnx.ModelProto]:
-    """ConvTranspose (weight (I, O/group, k, k)) at stride 1; grouped ones are tested against their
+    """ConvTranspose (weight (I, O/group, k, k)); grouped ones are tested against their
     block-diagonal equivalent (onnx 1.23's ReferenceEvaluator gets groups wrong)."""
     def build() -> onnx.ModelProto:
         b = Builder((cin, 7, 6))
@@ -342,6 +342,8 @@ FIXTURES: dict[str, Callable[[], onnx.ModelProto]] = {
     "conv_transpose": conv_transpose_case(3),
     "conv_transpose_pads_dilation": conv_transpose_case(3, pads=[1, 0, 2, 1], dilations=[2, 1]),
     "conv_transpose_k2_valid": conv_transpose_case(2, auto_pad="VALID"),
+    "conv_transpose_stride2": conv_transpose_case(3, strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 0]),
+    "conv_transpose_stride_dilation": conv_transpose_case(2, strides=[3, 2], dilations=[1, 2], pads=[0, 2, 1, 0]),
     # pooling geometry
     "maxpool_k2": pool_case("MaxPool", kernel_shape=[2, 2], strides=[2, 2]),
     "maxpool_k3_pad": pool_case("MaxPool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),

@@ -93,7 +93,31 @@ def test_max_norm_bounds_every_normalized_activation():
             assert acts[p.name].max() <= 1.0 + 1e-5
 
 
-@pytest.mark.parametrize("make", [inception_graph, residual_graph])
+def bottleneck_graph() -> Graph:
+    """MobileNetV2's linear bottleneck: relu → 3×3 conv (linear) → 1×1 conv → relu, and relu → 1×1 conv (linear)
+    → strided 3×3 conv → relu."""
+    nodes = [
+        Node("a:linear", ops.Conv2D(_k(3, 3, 2, 4), _k(4), (1, 1), ((1, 1), (1, 1))), ("in",)),
+        Node("a", ops.Activation("relu"), ("a:linear",)),
+        Node("project", ops.Conv2D(_k(3, 3, 4, 3), _k(3)), ("a",)),
+        Node("b:linear", ops.Conv2D(_k(1, 1, 3, 5), _k(5)), ("project",)),
+        Node("b", ops.Activation("relu"), ("b:linear",)),
+        Node("squeeze", ops.Conv2D(_k(1, 1, 5, 2), _k(2)), ("b",)),
+        Node("c:linear", ops.Conv2D(_k(3, 3, 2, 4), _k(4), (2, 2), ((1, 0), (0, 1))), ("squeeze",)),
+        Node("c", ops.Activation("relu"), ("c:linear",)),
+    ]
+    return Graph("in", (7, 7, 2), nodes, "c")
+
+
+def test_a_convolution_and_a_pointwise_one_are_one_convolution_in_the_projection():
+    net = convert(bottleneck_graph(), rng.random((10, 7, 7, 2)).astype(np.float32))
+    chains = {p.target: p.ops for p in net.projections}
+    assert [type(op) for op in chains["b"]] == [ops.Conv2D] and chains["b"][0].kernel.shape == (3, 3, 4, 5)
+    assert [type(op) for op in chains["c"]] == [ops.Conv2D] and chains["c"][0].kernel.shape == (3, 3, 5, 4)
+    assert chains["c"][0].strides == (2, 2) and chains["c"][0].padding == ((1, 0), (0, 1))
+
+
+@pytest.mark.parametrize("make", [inception_graph, residual_graph, bottleneck_graph])
 def test_normalized_network_is_the_ann_scaled_by_lambda(make):
     from snnexport.simulator import ann_activations
     g = make()

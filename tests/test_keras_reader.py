@@ -255,7 +255,7 @@ def test_custom_registered_layer_is_refused(tmp_path: Path) -> None:
     (zoo.Conv2D(2, 3, activation="sigmoid", name="conv"), ("'conv'", "'sigmoid'")),
     (L.ReLU(negative_slope=0.1, name="lrelu"), ("'lrelu'", "negative_slope")),
     (L.ReLU(threshold=0.5, name="trelu"), ("'trelu'", "threshold")),
-    (L.Conv2DTranspose(2, 3, name="deconv"), ("'deconv' (Conv2DTranspose)",)),
+    (L.UpSampling2D(interpolation="bilinear", name="smooth"), ("'smooth' (UpSampling2D)", "only 'nearest'")),
 ])
 def test_unsupported_layers_and_activations(tmp_path: Path, layer: L.Layer, needles: tuple[str, ...]) -> None:
     tiny(layer, L.Flatten(), zoo.Dense(2)).save(tmp_path / "m.h5")
@@ -379,11 +379,11 @@ def test_a_refusal_names_every_blocker_in_one_short_line(tmp_path: Path) -> None
     x = keras.Input((4, 4, 2))
     h = [L.Activation("tanh", name=f"tanh{i}")(zoo.Conv2D(2, 1, activation="sigmoid", name=f"sig{i}")(x))
          for i in range(3)]
-    y = L.Multiply(name="mul")([L.UpSampling2D(name="up")(L.MaxPooling2D(name="mp")(h[0])), h[1]])
+    y = L.Multiply(name="mul")([L.LayerNormalization(name="ln")(h[0]), h[1]])
     keras.Model(x, L.Flatten()(L.Maximum(name="max")([y, h[2]]))).save(tmp_path / "m.keras")
     msg = refused(tmp_path / "m.keras", "3 layers use activation 'sigmoid' ('sig0', 'sig1', …)", "3 use 'tanh'",
-                  "'up' (UpSampling2D)", "'mul' (Multiply)", "'max' (Maximum)", "ReLU-family",
-                  "UpSampling2D, Multiply, Maximum are not supported", cls=UnsupportedLayerError)
+                  "'ln' (LayerNormalization)", "'mul' (Multiply)", "'max' (Maximum)", "ReLU-family",
+                  "LayerNormalization, Multiply, Maximum are not supported", cls=UnsupportedLayerError)
     assert len(msg.split(": ", 1)[1]) < 400  # after the file name
 
 
@@ -434,3 +434,19 @@ def test_keras2_style_h5(tmp_path: Path) -> None:
     x = rng.uniform(size=(3, 6, 6, 1)).astype(np.float32)
     want = keras.models.load_model(path, compile=False).predict(x, verbose=0)
     assert_matches(run_graph(graph, x), want)
+
+
+@pytest.mark.parametrize("layer", [
+    L.Conv2DTranspose(3, 3, strides=2, padding="same", output_padding=1, name="t"),
+    L.Conv2DTranspose(3, (2, 3), strides=(3, 1), padding="valid", output_padding=(2, 0), name="t"),
+    L.Conv2DTranspose(3, 3, padding="same", dilation_rate=2, name="t"),
+    L.Conv2DTranspose(3, 1, strides=3, padding="same", name="t"),  # more cells than the kernel reaches
+    L.Conv1DTranspose(3, 3, strides=3, padding="valid", output_padding=2, name="t"),
+    L.Conv1DTranspose(3, 2, strides=2, padding="same", output_padding=1, name="t"),
+], ids=lambda layer: f"{type(layer).__name__}-{layer.strides}-{layer.padding}-{layer.output_padding}")
+def test_transposed_convolutions_match_keras(tmp_path: Path, layer: L.Layer) -> None:
+    one_d = type(layer).__name__.startswith("Conv1D")
+    model = tiny(layer, L.Flatten(), shape=(5, 2) if one_d else (4, 5, 2))
+    model.save(tmp_path / "m.keras")
+    x = zoo.sample_input(model, 3)
+    assert_matches(run_graph(read_model(tmp_path / "m.keras"), x), model.predict(x, verbose=0))

@@ -101,7 +101,9 @@ def every_feature() -> Network:
                                    ops.Affine(k(4)), ops.Reshape((64,)), ops.Dense(k(64, 2)),
                                    ops.Embed(0, 1, 3), ops.Scale(0.75)]),
              Projection("g1", "c", [ops.Reshape((18,)), ops.Dense(k(18, 1)), ops.Embed(0, 0, 3)]),
-             Projection("c", "out", [ops.Dense(k(3, 3))])]
+             Projection("c", "out", [ops.Dense(k(3, 3))]),
+             Projection("g1", "b", [ops.ConvTranspose(k(2, 2, 1, 4), None, (2, 2), ((1, 2), (2, -1)), (1, 1), 2),
+                                    ops.Transpose((1, 0, 2)), ops.AvgPool((3, 2), (2, 1))])]
     return Network(InputSpec("in", (6, 6, 1), "poisson"), nodes, projs, "out", Neuron(1.0, "zero", 0.25, "gt"),
                    Settings(20, "count", "step", 1, 3), Normalization("percentile", 99.9, 10, "ab" * 32),
                    Provenance("m.h5", "cd" * 32, "3.15.1", "0.1.0"))

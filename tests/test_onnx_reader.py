@@ -83,7 +83,7 @@ def test_fixtures_cover_every_operator() -> None:
 
 def test_grouped_conv_transpose_equals_its_block_diagonal_form(tmp_path: Path) -> None:
     """group=2: the same as group=1 with the weight zero between groups, which ReferenceEvaluator gets right."""
-    grouped = fx.conv_transpose_case(3, cin=4, cout=6, group=2, pads=[1, 0, 0, 2])()
+    grouped = fx.conv_transpose_case(3, cin=4, cout=6, group=2, pads=[1, 0, 0, 2], strides=[2, 1])()
     w = numpy_helper.to_array(grouped.graph.initializer[0])  # (I, O/group, k, k) = (4, 3, 3, 3)
     dense = onnx.ModelProto()
     dense.CopyFrom(grouped)
@@ -247,7 +247,8 @@ def unsupported_models(tmp: Path) -> dict[str, tuple[Path, str]]:
     put("if_subgraph", b.model(b.relu("yif")), "subgraph")
 
     b = tiny()
-    put("conv_transpose", b.model(b.op("ConvTranspose", [b.x, b.rand(2, 3, 2, 2)], strides=[2, 2])), "only stride 1")
+    put("conv_transpose", b.model(b.op("ConvTranspose", [b.x, b.rand(2, 3, 2, 2)], strides=[2, 2],
+                                       auto_pad="SAME_UPPER")), "only explicit pads")
 
     b = tiny()
     put("spatial_output", b.model(b.relu(b.conv(b.x, 2, 3, 3))), "NCHW")

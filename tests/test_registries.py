@@ -19,8 +19,8 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 from snnexport import normalization, opcount  # noqa: E402
 from snnexport.errors import SnnexportError  # noqa: E402
 from snnexport.network_check import PROJECTION_OPS  # noqa: E402
-from snnexport.ops import (OP_TYPES, Activation, Add, Affine, AvgPool, Concat, Conv2D, Dense, Embed,  # noqa: E402
-                           MaxPool, Op, Pad, Reshape, Scale)
+from snnexport.ops import (OP_TYPES, Activation, Add, Affine, AvgPool, Concat, Conv2D, ConvTranspose,  # noqa: E402
+                           Dense, Embed, MaxPool, Op, Pad, Reshape, Scale, Transpose)
 from snnexport.simulator import lowering  # noqa: E402
 from snnexport.writers.base import FEATURES, OP_FEATURES, op_features  # noqa: E402
 
@@ -38,6 +38,8 @@ def _w(*shape: int) -> np.ndarray:
 EXAMPLES: dict[type[Op], tuple[Op, list[tuple[int, ...]]]] = {
     Dense: (Dense(_w(4, 3), _w(3)), [(2, 4)]),
     Conv2D: (Conv2D(_w(3, 2, 1, 4), _w(4), (2, 1), ((1, 0), (1, 1)), (1, 2), 2), [(6, 7, 2)]),
+    ConvTranspose: (ConvTranspose(_w(3, 2, 1, 4), _w(4), (2, 3), ((1, -1), (2, 0)), (1, 2), 2), [(4, 3, 2)]),
+    Transpose: (Transpose((2, 0, 1)), [(2, 3, 4)]),
     AvgPool: (AvgPool((2, 3), (2, 2), ((1, 0), (1, 2))), [(5, 6, 2)]),
     Pad: (Pad(((1, 0), (0, 2))), [(3, 3, 2)]),
     Reshape: (Reshape((12,)), [(2, 3, 2)]),
@@ -86,7 +88,7 @@ def test_lowering_computes_the_op_without_its_constant(cls) -> None:
 
 def test_counting_covers_every_projection_op() -> None:
     assert set(opcount.COUNTING) == set(PROJECTION)
-    assert {c for c, e in opcount.COUNTING.items() if e.mixing} == {Conv2D, Dense, AvgPool}
+    assert {c for c, e in opcount.COUNTING.items() if e.mixing} == {Conv2D, ConvTranspose, Dense, AvgPool}
 
 
 @pytest.mark.parametrize("cls", PROJECTION, ids=lambda c: c.kind)

@@ -201,6 +201,77 @@ def _h_separable(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], p
     return b.emit(layer, path, chain + ([("activation", act)] if act is not None else []), ins, out)
 
 
+def _transpose_crop(layer: Any, kernel: int, stride: int, dilation: int,
+                    output_padding: int | None) -> tuple[int, int]:
+    """Cells Keras' Conv{1,2}DTranspose removes from each end of the full transposed output (negative: adds).
+
+    Keras pads the stride-dilated input by (left, right) for a convolution with the flipped kernel: a total
+    of k' − 1 + k' − 1 + output_padding ('valid', output_padding defaulting to max(k', s) − k'), or
+    s + k' − 2 ('same' without output_padding), or k' + k' mod 2 − 2 + output_padding, with left the larger
+    half but at most k' − 1 (k' the dilated kernel). A side padded by k' − 1 keeps every cell: crop k' − 1 − pad.
+    """
+    eff = (kernel - 1) * dilation + 1
+    if str(layer.padding).lower() == "valid":
+        extra = max(eff, stride) - eff if output_padding is None else output_padding
+        return 0, -extra
+    total = stride + eff - 2 if output_padding is None else eff + eff % 2 - 2 + output_padding
+    left = min(total - total // 2, eff - 1)
+    return eff - 1 - left, eff - 1 - (total - left)
+
+
+def _h_conv_transpose(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path: str) -> Ref:
+    """Conv1DTranspose/Conv2DTranspose: Keras' (k.., cout, cin) kernel as ours (k.., cin, cout)."""
+    one_d = type(layer).__name__.startswith("Conv1D")
+    kernel = np.swapaxes(b.take(layer, layer.kernel), -1, -2)
+    if one_d:
+        kernel = kernel[None]
+    strides, dilation = _pair(layer.strides, one_d), _pair(layer.dilation_rate, one_d)
+    extra = layer.output_padding
+    extra = (None, None) if extra is None else _pair(extra, one_d)
+    if one_d:
+        extra = (0, extra[1])
+    crop = tuple(_transpose_crop(layer, k, s, d, e) if not (one_d and axis == 0) else (0, 0)
+                 for axis, (k, s, d, e) in enumerate(zip(kernel.shape[:2], strides, dilation, extra)))
+    op = ops.ConvTranspose(kernel=np.ascontiguousarray(kernel), bias=_bias(b, layer), strides=strides,
+                           crop=crop, dilation=dilation)
+    return _with_activation(b, layer, path, op, ins, out)
+
+
+def _h_upsampling(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path: str) -> Ref:
+    """UpSampling1D/2D (nearest): every cell copied into a size block, a depthwise transposed convolution of
+    ones with stride = size."""
+    one_d = type(layer).__name__.endswith("1D")
+    method = "nearest" if one_d else str(layer.interpolation)
+    if method != "nearest":
+        raise UnsupportedLayerError(f"layer {quote(layer.name)} (UpSampling2D) interpolates {method!r}; only "
+                                    "'nearest' is supported")
+    size = _pair(layer.size, one_d)
+    c = ins[0].shape[-1]
+    op = ops.ConvTranspose(kernel=np.ones(size + (1, c), np.float32), strides=size, groups=c)
+    return b.emit(layer, path, [("upsample", op)], ins, out)
+
+
+def _h_cropping(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path: str) -> Ref:
+    """Cropping1D/2D: a 1×1 depthwise transposed convolution of ones that crops its output."""
+    if type(layer).__name__ == "Cropping1D":
+        crop: ops.Pad2 = ((0, 0), tuple(int(p) for p in layer.cropping))  # type: ignore[assignment]
+    else:
+        (t, bt), (l, r) = ((int(a), int(c)) for a, c in layer.cropping)
+        crop = ((t, bt), (l, r))
+    c = ins[0].shape[-1]
+    op = ops.ConvTranspose(kernel=np.ones((1, 1, 1, c), np.float32), crop=crop, groups=c)
+    return b.emit(layer, path, [("crop", op)], ins, out)
+
+
+def _h_permute(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path: str) -> Ref:
+    dims = tuple(int(d) - 1 for d in layer.dims)  # Keras counts the batch axis
+    rank = len(ins[0].kshape)
+    if rank == 1:
+        return Ref(ins[0].name, out)
+    axes = dims if rank == 3 else (0,) + tuple(d + 1 for d in dims)  # (L, C) is stored as (1, L, C)
+    return b.emit(layer, path, [("permute", ops.Transpose(axes))], ins, out)
+
+
 def _h_pool(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path: str) -> Ref:
     cls = type(layer).__name__
     one_d = cls.endswith("1D")
@@ -377,6 +448,9 @@ _HANDLERS: dict[str, Handler] = {
     "Dense": _h_dense,
     "Conv1D": _h_conv, "Conv2D": _h_conv, "DepthwiseConv1D": _h_conv, "DepthwiseConv2D": _h_conv,
     "SeparableConv1D": _h_separable, "SeparableConv2D": _h_separable,
+    "Conv1DTranspose": _h_conv_transpose, "Conv2DTranspose": _h_conv_transpose,
+    "UpSampling1D": _h_upsampling, "UpSampling2D": _h_upsampling,
+    "Cropping1D": _h_cropping, "Cropping2D": _h_cropping, "Permute": _h_permute,
     "MaxPooling1D": _h_pool, "MaxPooling2D": _h_pool,
     "AveragePooling1D": _h_pool, "AveragePooling2D": _h_pool,
     "GlobalAveragePooling1D": _h_global_pool, "GlobalAveragePooling2D": _h_global_pool,

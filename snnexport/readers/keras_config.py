@@ -21,7 +21,8 @@ ACCEPTED_EXTENSIONS = (".h5", ".hdf5", ".keras")
 # Layers that become ops (or vanish at inference). Checked by class name in the raw config.
 _CONVERTED = (
     "InputLayer", "Dense", "Conv1D", "Conv2D", "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D",
-    "DepthwiseConv2D",
+    "DepthwiseConv2D", "Conv1DTranspose", "Conv2DTranspose", "UpSampling1D", "UpSampling2D", "Cropping1D",
+    "Cropping2D", "Permute",
     "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
     "BatchNormalization", "Activation", "ReLU", "Softmax", "Flatten", "Reshape",

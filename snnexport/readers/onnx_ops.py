@@ -122,9 +122,8 @@ def _conv(ctx: Ctx, x: Val, w: np.ndarray, groups: int, strides: list[int], dila
 
 
 def h_conv_transpose(ctx: Ctx) -> list[Const | Val]:
-    """A stride-1 ConvTranspose is a convolution: kernel flipped, its in and out channels swapped,
-    padding (k - 1)·d - p. Strides above 1 insert zeros between the inputs, which no op of the graph
-    does: refused."""
+    """ConvTranspose as :class:`~snnexport.ops.ConvTranspose` (any strides, dilations, groups): the full
+    output cropped by ``pads``, extended at the end by ``output_padding``."""
     x = ctx.spatial(0)
     w = ctx.weights(1, "weight")  # (I, O/g, k...)
     r = len(x.oshape) - 1
@@ -133,27 +132,37 @@ def h_conv_transpose(ctx: Ctx) -> list[Const | Val]:
         raise ctx.refuse(f"has weight shape {w.shape} and group {groups} for {x.oshape[0]} input channels")
     kernel = list(w.shape[2:])
     strides, dilations = _pairs(ctx, "strides", r, 1), _pairs(ctx, "dilations", r, 1)
-    if any(s != 1 for s in strides):
-        raise ctx.refuse(f"has strides {strides}; only stride 1 (a convolution with the kernel flipped) is "
-                         "supported")
-    if any(d < 1 for d in dilations) or ctx.ints("kernel_shape") not in (None, kernel):
-        raise ctx.refuse(f"has dilations {dilations} and kernel_shape {ctx.ints('kernel_shape')} for its "
-                         f"weight's {kernel}")
+    if any(s < 1 for s in strides) or any(d < 1 for d in dilations) or ctx.ints("kernel_shape") not in (None, kernel):
+        raise ctx.refuse(f"has strides {strides}, dilations {dilations} and kernel_shape {ctx.ints('kernel_shape')} "
+                         f"for its weight's {kernel}")
     if ctx.attr_str("auto_pad", "NOTSET") not in ("NOTSET", "VALID") or "output_shape" in ctx.attrs:
         raise ctx.refuse("sets auto_pad SAME or output_shape; only explicit pads are supported")
-    if any(ctx.ints("output_padding") or []):
-        raise ctx.refuse(f"has output_padding {ctx.ints('output_padding')}; only 0 is supported")
+    extra = _pairs(ctx, "output_padding", r, 0)
     pads = [0] * (2 * r) if ctx.attr_str("auto_pad", "NOTSET") == "VALID" else ctx.ints("pads") or [0] * (2 * r)
-    conv_pads = [((k - 1) * d - pads[i], (k - 1) * d - pads[i + r])
-                 for i, (k, d) in enumerate(zip(kernel, dilations))] if len(pads) == 2 * r else []
-    if not conv_pads or any(p < 0 for pair in conv_pads for p in pair) or min(pads) < 0:
-        raise ctx.refuse(f"has pads {pads} for kernel {kernel} and dilations {dilations}; each pad must lie "
-                         "in [0, (k - 1)·d]")
+    if len(pads) != 2 * r or min(pads) < 0 or min(extra) < 0:
+        raise ctx.refuse(f"has pads {pads} and output_padding {extra}; {2 * r} pads and {r} output paddings, "
+                         "none negative, expected")
+    crop = [(pads[i], pads[i + r] - extra[i]) for i in range(r)]
+    out = tuple(ops.transposed_size(n, k, s, d, c)
+                for n, k, s, d, c in zip(x.oshape[1:], kernel, strides, dilations, crop))
+    if min(out) < 1:
+        raise ctx.refuse(f"has pads {pads} that leave no output of an input of shape {x.oshape}")
     cig, cog = w.shape[0] // groups, w.shape[1]
-    conv_w = np.swapaxes(w.reshape(groups, cig, cog, *kernel), 1, 2).reshape(groups * cog, cig, *kernel)
-    conv_w = conv_w[(slice(None), slice(None)) + (slice(None, None, -1),) * r]
-    out = tuple(n + b + e - (k - 1) * d for n, (b, e), k, d in zip(x.oshape[1:], conv_pads, kernel, dilations))
-    return _conv(ctx, x, conv_w, groups, strides, dilations, conv_pads, out)
+    cout = groups * cog
+    # (I, O/g, k...) = (g, I/g, O/g, k...) -> (k..., I/g, g, O/g) -> (k..., I/g, O): output channel g·cog + j
+    kern = np.moveaxis(w.reshape((groups, cig, cog) + tuple(kernel)), (0, 1, 2), (-2, -3, -1))
+    kern = kern.reshape(tuple(kernel) + (cig, cout))
+    if r == 1:
+        kern = kern[None]
+    bias = ctx.weights(2, "bias").reshape(-1) if ctx.has(2) else None
+    if bias is not None and bias.shape != (cout,):
+        raise ctx.refuse(f"has a bias of shape {bias.shape} for {cout} output channels")
+    op = ops.ConvTranspose(kernel=np.array(kern, np.float32, order="C"),
+                           bias=None if bias is None else bias.astype(np.float32),
+                           strides=as2d(strides, 1), crop=as2d(crop, (0, 0)), dilation=as2d(dilations, 1),
+                           groups=groups)
+    oshape = (cout,) + out
+    return [ctx.emit([("conv_transpose", op)], (x.name,), oshape, key(oshape))]
 
 
 def _pool_common(ctx: Ctx) -> tuple[Val, list[int]]:

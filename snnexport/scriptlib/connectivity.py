@@ -40,6 +40,25 @@ def conv2d(in_shape, kernel, strides=(1, 1), padding=((0, 0), (0, 0)), dilation=
     return (pre, post, wgt[keep].astype(np.float32)), (ho, wo, cout)
 
 
+def conv_transpose(in_shape, kernel, strides=(1, 1), crop=((0, 0), (0, 0)), dilation=(1, 1), groups=1):
+    """Grouped transposed convolution: input (iy, ix) reaches output (iy*s + ky*d - crop); see ops.ConvTranspose."""
+    h, w, c = in_shape
+    kh, kw, cig, cout = kernel.shape
+    ho = (h - 1) * strides[0] + (kh - 1) * dilation[0] + 1 - crop[0][0] - crop[0][1]
+    wo = (w - 1) * strides[1] + (kw - 1) * dilation[1] + 1 - crop[1][0] - crop[1][1]
+    cog = cout // groups
+    iy, ix, ky, kx, ci, o = _grid(h, w, kh, kw, cig, cout)
+    oy = iy * strides[0] + ky * dilation[0] - crop[0][0]
+    ox = ix * strides[1] + kx * dilation[1] - crop[1][0]
+    full = (h, w, kh, kw, cig, cout)
+    valid = np.broadcast_to((oy >= 0) & (oy < ho) & (ox >= 0) & (ox < wo), full)
+    wgt = np.broadcast_to(kernel[ky, kx, ci, o], full)
+    keep = valid & (wgt != 0)
+    pre = np.broadcast_to((iy * w + ix) * c + (o // cog) * cig + ci, full)[keep]
+    post = np.broadcast_to((oy * wo + ox) * cout + o, full)[keep]
+    return (pre, post, wgt[keep].astype(np.float32)), (ho, wo, cout)
+
+
 def dense(in_shape, weight):
     """Dense layer over the last axis; every other axis is a position with its own copy."""
     fin, fout = weight.shape
@@ -97,6 +116,12 @@ def scale(in_shape, factor):
     return _one_to_one(n, np.arange(n), np.full(n, factor)), tuple(in_shape)
 
 
+def transpose(in_shape, axes):
+    n = int(np.prod(in_shape))
+    post = np.arange(n, dtype=np.int64).reshape(tuple(in_shape[a] for a in axes))  # output index at each place
+    return _one_to_one(n, np.transpose(post, np.argsort(axes)), np.ones(n)), tuple(in_shape[a] for a in axes)
+
+
 def reshape(in_shape, shape):
     return None, tuple(shape)  # flat indices are unchanged: no synapses needed
 
@@ -104,7 +129,8 @@ def reshape(in_shape, shape):
 # op kind → its expander (in_shape, **params) → (synapses or None, out_shape): every linear op a projection
 # may carry (tests/test_scriptlib.py checks this against snnexport.ops)
 EXPANDERS = {"conv2d": conv2d, "dense": dense, "avgpool": avgpool, "pad": pad,
-             "embed": embed, "affine": affine, "scale": scale, "reshape": reshape}
+             "embed": embed, "affine": affine, "scale": scale, "reshape": reshape,
+             "conv_transpose": conv_transpose, "transpose": transpose}
 _IGNORED = ("bias",)  # constant terms live in the target population's bias, not in synapses
 
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ..ops import Affine, AvgPool, Conv2D, Dense, Embed, Op, OpTable, Pad, Reshape, Scale
+from ..ops import Affine, AvgPool, Conv2D, ConvTranspose, Dense, Embed, Op, OpTable, Pad, Reshape, Scale, Transpose
 
 if TYPE_CHECKING:
     from .gates import Layout
@@ -60,6 +60,27 @@ def _conv2d(op: Conv2D, in_shape: Shape) -> Lowered:
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                         feature_group_count=groups, precision=HIGHEST)
     return fn, [np.asarray(op.kernel, np.float32)]
+
+
+@lowers(ConvTranspose)
+def _conv_transpose(op: ConvTranspose, in_shape: Shape) -> Lowered:
+    """A convolution of the input dilated by the strides, with the kernel flipped: XLA's own transposed form.
+    Padding (k − 1)·d − crop per side; a negative padding crops (XLA accepts it)."""
+    kh, kw = op.kernel.shape[:2]
+    strides, dilation, groups = tuple(op.strides), tuple(op.dilation), int(op.groups)
+    padding = tuple(((k - 1) * d - c0, (k - 1) * d - c1) for k, d, (c0, c1) in zip((kh, kw), dilation, op.crop))
+
+    def fn(x, k):
+        return lax.conv_general_dilated(x, k, (1, 1), padding, lhs_dilation=strides, rhs_dilation=dilation,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        feature_group_count=groups, precision=HIGHEST)
+    return fn, [np.ascontiguousarray(op.kernel[::-1, ::-1], np.float32)]
+
+
+@lowers(Transpose)
+def _transpose(op: Transpose, in_shape: Shape) -> Lowered:
+    axes = (0,) + tuple(int(a) + 1 for a in op.axes)
+    return (lambda x: jnp.transpose(x, axes)), []
 
 
 @lowers(AvgPool)

@@ -9,15 +9,15 @@ from typing import BinaryIO, Callable
 import numpy as np
 
 from ..network import Network
-from ..ops import (Activation, Add, Affine, AvgPool, Concat, Conv2D, Dense, Embed, MaxPool, Op, OpTable, Pad,
-                   Reshape, Scale)
+from ..ops import (Activation, Add, Affine, AvgPool, Concat, Conv2D, ConvTranspose, Dense, Embed, MaxPool, Op, OpTable,
+                   Pad, Reshape, Scale, Transpose)
 
 NATIVE, APPROXIMATED, REFUSED = "native", "approximated", "refused"
 
 # The features a writer declares, in the order `--capabilities` prints them.
 FEATURES = (
     "reset_subtract", "reset_zero", "analog_input", "poisson_input", "bias", "delay_step",
-    "conv2d", "depthwise_conv", "dense", "avgpool", "padding", "concatenate", "add",
+    "conv2d", "depthwise_conv", "conv_transpose", "dense", "avgpool", "padding", "permute", "concatenate", "add",
     "maxpool_gate", "readout_count", "readout_membrane", "readout_softmax", "clamp", "negative_spikes",
     "v_init", "threshold_gt",
 )
@@ -133,6 +133,16 @@ def _padded(op: Conv2D | AvgPool) -> set[str]:
 @needs(Conv2D)
 def _conv2d(op: Conv2D) -> set[str]:
     return {"depthwise_conv" if op.groups > 1 else "conv2d"} | _padded(op)
+
+
+@needs(ConvTranspose)
+def _conv_transpose(op: ConvTranspose) -> set[str]:
+    return {"conv_transpose"}  # also nearest upsampling and cropping
+
+
+@needs(Transpose)
+def _transpose(op: Transpose) -> set[str]:
+    return {"permute"}
 
 
 @needs(AvgPool)

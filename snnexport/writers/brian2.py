@@ -73,9 +73,11 @@ class Brian2Writer(ScriptWriter):
         "delay_step": (NATIVE, "spikes propagated in step t add to I_syn, integrated at the start of step t+1"),
         "conv2d": (NATIVE, _SYNAPSES),
         "depthwise_conv": (NATIVE, _SYNAPSES),
+        "conv_transpose": (NATIVE, _SYNAPSES + " (also nearest upsampling and cropping)"),
         "dense": (NATIVE, _SYNAPSES),
         "avgpool": (NATIVE, "part of the projection's synapses (weight 1/cells under the window)"),
         "padding": (NATIVE, "part of the projection's synapse indices"),
+        "permute": (NATIVE, "one-to-one synapses to the permuted indices"),
         "concatenate": (NATIVE, "part of the projection's synapse indices"),
         "add": (NATIVE, "several Synapses objects add into the same I_syn"),
         "maxpool_gate": (NATIVE, "exact, in Brian2 code: ranks (count, step of last change); each spike offers "

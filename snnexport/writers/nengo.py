@@ -57,9 +57,12 @@ class NengoWriter(ScriptWriter):
         "conv2d": (NATIVE, "KernelProduct process: strided patches times the kernel, one matmul per copy "
                            "(any padding, stride, dilation); in a longer op chain nengo.transforms.Sparse"),
         "depthwise_conv": (NATIVE, "KernelProduct with one matmul per group and copy"),
+        "conv_transpose": (NATIVE, "nengo.transforms.Sparse of the expanded synapses (also nearest upsampling "
+                                   "and cropping)"),
         "dense": (NATIVE, "KernelProduct (each position of a larger tensor's last axis a row)"),
         "avgpool": (NATIVE, "KernelProduct with weights 1/k when unpadded, else nengo.transforms.Sparse"),
         "padding": (NATIVE, "the KernelProduct's zero border, or nengo.transforms.Sparse (exact)"),
+        "permute": (NATIVE, "nengo.transforms.Sparse, one synapse per neuron"),
         "concatenate": (NATIVE, "one connection per source into the target (kernel slice or Sparse)"),
         "add": (NATIVE, "one connection per source into the target; Nengo sums their input"),
         "maxpool_gate": (NATIVE, "a nengo.Node running a MaxPoolGate nengo.Process over every copy "

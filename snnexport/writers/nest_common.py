@@ -109,9 +109,12 @@ def capabilities(connect: str) -> dict[str, tuple[str, str]]:
         "delay_step": (NATIVE, "synaptic delay of one resolution step (NEST's minimum delay)"),
         "conv2d": (NATIVE, f"kernels expanded to static synapses, {connect}"),
         "depthwise_conv": (NATIVE, f"grouped kernels expanded to static synapses, {connect}"),
+        "conv_transpose": (NATIVE, f"transposed kernels (also nearest upsampling, cropping) expanded to static "
+                                   f"synapses, {connect}"),
         "dense": (NATIVE, f"static synapses, {connect}"),
         "avgpool": (NATIVE, "folded into the next projection's synapses (weight 1/cells)"),
         "padding": (NATIVE, "folded into the next projection's synapses"),
+        "permute": (NATIVE, "one-to-one static synapses to the permuted indices"),
         "concatenate": (NATIVE, "one projection per concatenated branch"),
         "add": (NATIVE, "several projections into one population"),
         "maxpool_gate": (NATIVE, "exact: the gate is computed from the source's recorded spikes and its output "
