@@ -24,8 +24,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .errors import SnnexportError
-from .network_check import FORMAT, FORMAT_VERSION, check_document, load_document
-from .network_file import ArrayInfo, check_finite
+from .network_check import FORMAT, FORMAT_VERSION, check_document
+from .network_file import ArrayInfo, check_finite, load_document
 from .ops import OP_TYPES, Op, Shape
 from .scriptlib import connectivity
 

@@ -1,8 +1,8 @@
 """The schema of a network description, checked before anything uses it.
 
 A ``.snn`` file is shared like a model file, so it is untrusted input: every value in it reaches a
-simulation or a generated script. :func:`load_document` reads one with bounded reads
-(:mod:`snnexport.network_file`): the zip directory's sizes and every ``.npy`` header are compared
+simulation or a generated script. :func:`snnexport.network_file.load_document` reads one
+with bounded reads: the zip directory's sizes and every ``.npy`` header are compared
 with what the network's shapes require before anything is decompressed, so a damaged or hostile
 file costs milliseconds and little memory. :func:`check_document` checks the decoded
 ``network.json`` before any object is built from it: the type of every field, enumerations, finite
@@ -19,15 +19,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, BinaryIO, NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
-from . import network_file
 from .errors import SnnexportError
 from .network_file import MEMBER, ArrayInfo, show as _show
 from .ops import ACTIVATIONS, OP_TYPES
@@ -483,30 +480,3 @@ _OP_PARAMS: dict[str, dict[str, Callable[[_Checker, Any, str], Any]]] = {
     "activation": {"function": lambda c, v, p: c.choice(v, p, ACTIVATIONS),
                    "max_value": lambda c, v, p: c.optional_number(v, p, positive=True)},
 }
-
-
-# --- the file -------------------------------------------------------------------------------------
-
-def load_document(source: str | Path | BinaryIO, classes: Mapping[str, type]) -> tuple[dict, dict[str, np.ndarray]]:
-    """Read and check a ``.snn``: its ``network.json`` and its arrays, read only once found consistent."""
-    label = str(source) if isinstance(source, (str, Path)) else "network file"
-    try:
-        with zipfile.ZipFile(source) as z:
-            members = network_file.members(z, label)
-            doc = network_file.read_json(z, members["network.json"], label)
-            headers = {n: network_file.read_header(z, info, f"{label}: {n}") for n, info in members.items()
-                       if n != "network.json"}
-            fields = check_document(doc, {n: h.info for n, h in headers.items()}, classes, f"{label}: network.json")
-            for n, h in headers.items():  # the zip directory's sizes, before anything is decompressed
-                need = h.length + h.info.size * h.info.dtype.itemsize
-                if members[n].file_size != need:
-                    raise SnnexportError(f"{label}: network.json: {fields[n]} ({n}): the zip directory says it "
-                                         f"holds {members[n].file_size} bytes; its shape {h.info.shape} needs {need}")
-            arrays = {n: network_file.read_data(z, members[n], h, f"{label}: network.json: {fields[n]} ({n})")
-                      for n, h in headers.items()}
-    except SnnexportError:
-        raise
-    except network_file.READ_ERRORS as e:
-        detail = " ".join(str(e).split()) or type(e).__name__
-        raise SnnexportError(f"{label}: not a readable snnexport network file ({detail})") from None
-    return doc, arrays
