@@ -17,15 +17,17 @@ import hashlib
 import io
 import json
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
+from . import network_file
 from .errors import SnnexportError
 from .network_check import FORMAT, FORMAT_VERSION, check_document
-from .network_file import ArrayInfo, check_finite, load_document
+from .network_file import ArrayInfo, check_finite
 from .ops import OP_TYPES, Op, Shape
 from .scriptlib import connectivity
 
@@ -279,3 +281,28 @@ def networks_equal(a: Network, b: Network) -> bool:
         return False
     return all(x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y, equal_nan=True)
                for x, y in zip(arrays_a, arrays_b))
+
+
+def load_document(source: str | Path | BinaryIO, classes: Mapping[str, type]) -> tuple[dict, dict[str, np.ndarray]]:
+    """Read and check a ``.snn``: its ``network.json`` and its arrays, read only once found consistent."""
+    label = str(source) if isinstance(source, (str, Path)) else "network file"
+    try:
+        with zipfile.ZipFile(source) as z:
+            entries = network_file.members(z, label)
+            doc = network_file.read_json(z, entries["network.json"], label)
+            headers = {n: network_file.read_header(z, info, f"{label}: {n}") for n, info in entries.items()
+                       if n != "network.json"}
+            fields = check_document(doc, {n: h.info for n, h in headers.items()}, classes, f"{label}: network.json")
+            for n, h in headers.items():  # the zip directory's sizes, before anything is decompressed
+                need = h.length + h.info.size * h.info.dtype.itemsize
+                if entries[n].file_size != need:
+                    raise SnnexportError(f"{label}: network.json: {fields[n]} ({n}): the zip directory says it "
+                                         f"holds {entries[n].file_size} bytes; its shape {h.info.shape} needs {need}")
+            arrays = {n: network_file.read_data(z, entries[n], h, f"{label}: network.json: {fields[n]} ({n})")
+                      for n, h in headers.items()}
+    except SnnexportError:
+        raise
+    except network_file.READ_ERRORS as e:
+        detail = " ".join(str(e).split()) or type(e).__name__
+        raise SnnexportError(f"{label}: not a readable snnexport network file ({detail})") from None
+    return doc, arrays

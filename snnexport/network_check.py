@@ -1,7 +1,7 @@
 """The schema of a network description, checked before anything uses it.
 
 A ``.snn`` file is shared like a model file, so it is untrusted input: every value in it reaches a
-simulation or a generated script. :func:`snnexport.network_file.load_document` reads one
+simulation or a generated script. :func:`snnexport.network.load_document` reads one
 with bounded reads: the zip directory's sizes and every ``.npy`` header are compared
 with what the network's shapes require before anything is decompressed, so a damaged or hostile
 file costs milliseconds and little memory. :func:`check_document` checks the decoded

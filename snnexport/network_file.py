@@ -1,7 +1,7 @@
 """Bounded reading of a network file (``.snn``): its zip members, ``network.json`` and ``.npy`` headers and data.
 
 A ``.snn`` is untrusted: every read here is bounded by what the file's own directory and headers
-promise, and :func:`load_document` (below) compares those promises with what the
+promise, and :func:`snnexport.network.load_document` compares those promises with what the
 network's shapes require before any array is decompressed. This module knows the container (members,
 sizes, headers); what the document must say is :mod:`snnexport.network_check`'s.
 """
@@ -16,9 +16,7 @@ import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
@@ -153,29 +151,3 @@ def read_data(z: zipfile.ZipFile, info: zipfile.ZipInfo, header: Header, label: 
     a = a.reshape(shape[::-1]).T if header.fortran else a.reshape(shape)
     check_finite(a, label)
     return a
-
-
-def load_document(source: str | Path | BinaryIO, classes: Mapping[str, type]) -> tuple[dict, dict[str, np.ndarray]]:
-    """Read and check a ``.snn``: its ``network.json`` and its arrays, read only once found consistent."""
-    from .network_check import check_document  # (network_check reads arrays' headers with this module)
-    label = str(source) if isinstance(source, (str, Path)) else "network file"
-    try:
-        with zipfile.ZipFile(source) as z:
-            entries = members(z, label)
-            doc = read_json(z, entries["network.json"], label)
-            headers = {n: read_header(z, info, f"{label}: {n}") for n, info in entries.items()
-                       if n != "network.json"}
-            fields = check_document(doc, {n: h.info for n, h in headers.items()}, classes, f"{label}: network.json")
-            for n, h in headers.items():  # the zip directory's sizes, before anything is decompressed
-                need = h.length + h.info.size * h.info.dtype.itemsize
-                if entries[n].file_size != need:
-                    raise SnnexportError(f"{label}: network.json: {fields[n]} ({n}): the zip directory says it "
-                                         f"holds {entries[n].file_size} bytes; its shape {h.info.shape} needs {need}")
-            arrays = {n: read_data(z, entries[n], h, f"{label}: network.json: {fields[n]} ({n})")
-                      for n, h in headers.items()}
-    except SnnexportError:
-        raise
-    except READ_ERRORS as e:
-        detail = " ".join(str(e).split()) or type(e).__name__
-        raise SnnexportError(f"{label}: not a readable snnexport network file ({detail})") from None
-    return doc, arrays
