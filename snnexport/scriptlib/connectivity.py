@@ -31,13 +31,17 @@ def conv2d(in_shape, kernel, strides=(1, 1), padding=((0, 0), (0, 0)), dilation=
     oy, ox, ky, kx, ci, o = _grid(ho, wo, kh, kw, cig, cout)
     iy = oy * strides[0] - padding[0][0] + ky * dilation[0]
     ix = ox * strides[1] - padding[1][0] + kx * dilation[1]
-    full = (ho, wo, kh, kw, cig, cout)
-    valid = np.broadcast_to((iy >= 0) & (iy < h) & (ix >= 0) & (ix < w), full)
+    valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    return _kernel_synapses(kernel, (ho, wo, kh, kw, cig, cout), valid, (iy * w + ix) * c + (o // cog) * cig + ci,
+                            (oy * wo + ox) * cout + o, ky, kx, ci, o), (ho, wo, cout)
+
+
+def _kernel_synapses(kernel, full, valid, pre, post, ky, kx, ci, o):
+    """(pre, post, weight) of every tap of a (transposed) convolution's index grid ``full`` that lands
+    inside the map (``valid``) and has a non-zero weight."""
     wgt = np.broadcast_to(kernel[ky, kx, ci, o], full)
-    keep = valid & (wgt != 0)
-    pre = np.broadcast_to((iy * w + ix) * c + (o // cog) * cig + ci, full)[keep]
-    post = np.broadcast_to((oy * wo + ox) * cout + o, full)[keep]
-    return (pre, post, wgt[keep].astype(np.float32)), (ho, wo, cout)
+    keep = np.broadcast_to(valid, full) & (wgt != 0)
+    return (np.broadcast_to(pre, full)[keep], np.broadcast_to(post, full)[keep], wgt[keep].astype(np.float32))
 
 
 def conv_transpose(in_shape, kernel, strides=(1, 1), crop=((0, 0), (0, 0)), dilation=(1, 1), groups=1):
@@ -50,13 +54,9 @@ def conv_transpose(in_shape, kernel, strides=(1, 1), crop=((0, 0), (0, 0)), dila
     iy, ix, ky, kx, ci, o = _grid(h, w, kh, kw, cig, cout)
     oy = iy * strides[0] + ky * dilation[0] - crop[0][0]
     ox = ix * strides[1] + kx * dilation[1] - crop[1][0]
-    full = (h, w, kh, kw, cig, cout)
-    valid = np.broadcast_to((oy >= 0) & (oy < ho) & (ox >= 0) & (ox < wo), full)
-    wgt = np.broadcast_to(kernel[ky, kx, ci, o], full)
-    keep = valid & (wgt != 0)
-    pre = np.broadcast_to((iy * w + ix) * c + (o // cog) * cig + ci, full)[keep]
-    post = np.broadcast_to((oy * wo + ox) * cout + o, full)[keep]
-    return (pre, post, wgt[keep].astype(np.float32)), (ho, wo, cout)
+    valid = (oy >= 0) & (oy < ho) & (ox >= 0) & (ox < wo)
+    return _kernel_synapses(kernel, (h, w, kh, kw, cig, cout), valid, (iy * w + ix) * c + (o // cog) * cig + ci,
+                            (oy * wo + ox) * cout + o, ky, kx, ci, o), (ho, wo, cout)
 
 
 def dense(in_shape, weight):
