@@ -32,22 +32,37 @@ import numpy as np
 
 from bare_common import export_script, load_script
 
+
 def record(script: Path, inputs: Path, out: Path, steps: int, samples: int) -> None:
     """Runs the exported script on the samples (runtime device) and saves every group's spike trains:
-    per population or gate name, (sample * steps + step, neuron) of each spike."""
+    per population or gate name, (sample * steps + step, neuron) of each spike. The script itself keeps
+    only counts, so a SpikeMonitor is added to each of its groups as its network is stored."""
     module = load_script(script)
+    from brian2 import SpikeMonitor
     trains: dict[str, list] = {}
+    monitors: dict[str, SpikeMonitor] = {}
+
+    class RecordingNetwork(module.Network):
+        def store(self, *args, **kwargs):  # build_network stores the network once it is complete
+            for name, group in zip(module.POPULATION_NAMES + module.GATE_NAMES, model_groups(self)):
+                if "negative_spike" in group.events:
+                    raise SystemExit("bare_brian2: sign populations (-1 spikes) are not replayed")
+                if "spike" in group.events:
+                    monitors[name] = SpikeMonitor(group, name=f"replay_record_{group.name}")
+                    self.add(monitors[name])
+            return super().store(*args, **kwargs)
+
+    def model_groups(net):
+        by_name = {obj.name: obj for obj in net.objects}
+        return ([by_name[f"population_{k}"] for k in range(len(module.POPULATION_NAMES))]
+                + [by_name[f"gate_{k}"] for k in range(len(module.GATE_NAMES))])
+
+    module.Network = RecordingNetwork
     original = module.results_of
 
     def results_of(model, indices, args):  # the monitors of each batch, before the next batch's run
-        groups = list(zip(module.POPULATION_NAMES, model.populations, model.population_monitors))
-        groups += list(zip(module.GATE_NAMES, model.relays, model.gate_monitors))
-        for name, group, (spikes, negative) in groups:
-            if spikes is None:
-                continue
-            if negative is not None:
-                raise SystemExit("bare_brian2: sign populations (-1 spikes) are not replayed")
-            n = group.N // args.batch
+        for name, spikes in monitors.items():
+            n = module.size_of(name)
             i = np.asarray(spikes.i[:], np.int64)
             step = np.rint(np.asarray(spikes.t_[:]) / float(module.DT)).astype(np.int64)
             copy = i // n

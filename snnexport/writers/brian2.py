@@ -8,12 +8,17 @@ how Brian2's schedule gives exactly one step of delay per population is explaine
 
 ``--batch B`` samples run at once as B independent copies of the network in one Brian2 network (the
 synapse indices of copy b shifted by b*n); a last, smaller batch fills its remaining copies with
-silent input. Max-pool gates are exact and in Brian2's own generated code, no Python between steps:
-each gate's source folds its spike count and the step of its last change into one rank, "slot"
-neurons compare the ranks of a window's cells through synapses with summed variables, and a relay
-``NeuronGroup`` fires the spike of the window's winner. So the same network also runs on the
-``cpp_standalone`` device (``--device cpp_standalone``, ``--threads N`` for OpenMP): compiled once,
-then run once per batch with that batch's input (``device.run(run_args=...)``, Brian2 >= 2.6).
+silent input (cpp_standalone runs the samples one after another instead, as rounds of one run).
+Max-pool gates are exact and in Brian2's own generated code, no Python between steps: each gate's
+source folds its spike count and the step of its last change into one rank; in compiled code each
+spike offers its cell to its windows through a synapse (the window keeps the best key offered), on
+numpy and after sign layers "slot" neurons compare the ranks of a window's cells through summed
+variables; a relay ``NeuronGroup`` fires the spike of the window's winner. Nothing is recorded per
+spike but the output's: every group counts its spikes per sample, a tally group sums each
+population's spikes per step. So the same network also runs on the ``cpp_standalone`` device
+(``--device cpp_standalone``, ``--threads N`` for OpenMP): compiled once, then run once per batch with
+that batch's input (``device.run(run_args=...)``, Brian2 >= 2.6), writing back little more than the
+network itself.
 
 State variables are float32, like the reference simulator's, and the analog input current is summed
 in float32 in kernel order, as the reference's (XLA) convolution sums it: on the bundled LeNet the
