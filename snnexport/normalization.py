@@ -17,6 +17,7 @@ weight field that a projection's normalization factor is folded into.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -94,19 +95,43 @@ def constant_term(op: Op, shape: tuple[int, ...]) -> np.ndarray | None:
 
 
 CALIBRATION_BATCH_BYTES = 256 * 2**20  # activations kept per calibration batch (about)
+PROGRESS_SECONDS = 10.0  # a calibration that runs longer says how far it is on stderr this often
 
 
 class _Extreme:
     """The k largest (or, ``low``, smallest) values seen and how many values there were: numpy's own
     p-th percentile (linear interpolation, float32 arithmetic) for every p whose two order statistics
-    lie among those k, in memory bounded by k."""
+    lie among those k, in memory bounded by k.
+
+    Linear time: once k values are kept, a new value not beyond the least extreme of them cannot change
+    the k most extreme values (as a multiset), so it is dropped by one comparison; the survivors wait
+    in ``pending`` and are merged (one partition) only when they outnumber k. Partitioning the kept
+    values on every batch instead made the cost grow with the square of the number of samples."""
 
     def __init__(self, k: int, low: bool = False) -> None:
-        self.k, self.low, self.n, self.kept = k, low, 0, np.empty(0, np.float32)
+        self.k, self.low, self.n = k, low, 0
+        self.kept = np.empty(0, np.float32)
+        self.pending: list[np.ndarray] = []
+        self.pending_size = 0
+        self.bound: np.float32 | None = None  # the least extreme kept value, once k values are kept
 
     def add(self, a: np.ndarray) -> None:
         self.n += a.size
-        self.kept = self._cut(np.concatenate([self.kept, self._cut(a)]))  # cut first: the concatenation stays small
+        if self.bound is not None:
+            a = a[a < self.bound] if self.low else a[a > self.bound]
+        a = self._cut(a)
+        if a.size:
+            self.pending.append(a)
+            self.pending_size += a.size
+        if self.pending_size > self.k:
+            self._merge()
+
+    def _merge(self) -> None:
+        if self.pending:
+            self.kept = self._cut(np.concatenate([self.kept, *self.pending]))
+            self.pending, self.pending_size = [], 0
+        if self.kept.size >= self.k:
+            self.bound = self.kept.max() if self.low else self.kept.min()
 
     def _cut(self, a: np.ndarray) -> np.ndarray:
         if a.size <= self.k:
@@ -115,6 +140,7 @@ class _Extreme:
 
     def percentile(self, p: float) -> float:
         """Bit for bit ``np.percentile`` of all the values, as numpy computes it for float32 data."""
+        self._merge()
         h = (self.n - 1) * np.asanyarray(np.true_divide(p, np.float32(100)))  # numpy's virtual index
         lo = min(int(np.floor(h)), self.n - 1)
         hi = min(lo + 1, self.n - 1)
@@ -151,7 +177,11 @@ def percentile_scales(graph: Graph, spiking: list[Node], x: np.ndarray, p: float
     size = {k: int(np.prod(graph.shapes[v])) for k, v in keep.items()}
     extremes = {k: _Extreme(_kept(q[k], size[k] * len(x)), low=q[k] < 50.0) for k in keep}
     batch = int(max(1, min(100, CALIBRATION_BATCH_BYTES // max(1, 4 * sum(size.values())))))
+    started = last = time.monotonic()
     for start in range(0, len(x), batch):
+        if time.monotonic() - last >= PROGRESS_SECONDS:  # a large model's calibration takes minutes
+            last = time.monotonic()
+            print(f"snnexport: calibration: {start} of {len(x)} samples ({last - started:.0f} s)", file=sys.stderr)
         acts = graph.run(x[start:start + batch], keep=set(keep.values()), batch=batch)
         for name, src in keep.items():
             a = acts[src].ravel()
