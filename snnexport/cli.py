@@ -380,7 +380,10 @@ def simulate_command(argv: list[str]) -> int:
     for name, counts in population_counts(res).items():
         if name != net.output:
             fit = rate_fit(counts / net.settings.steps, ann[name])
-            say(f"  {name!r}: Pearson r {fit['pearson']:.4f}, slope {fit['slope']:.3f}, RMSE {fit['rmse']:.4f}")
+            if fit["silent"]:
+                say(f"  {name!r}: silent (no spikes in any sample: r undefined), RMSE {fit['rmse']:.4f}")
+            else:
+                say(f"  {name!r}: Pearson r {fit['pearson']:.4f}, slope {fit['slope']:.3f}, RMSE {fit['rmse']:.4f}")
     if args.out:
         meta = results_meta(net, res, seed=args.seed, delay=args.delay, decision=decision)
         if where:

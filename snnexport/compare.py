@@ -28,13 +28,13 @@ def identical_fraction(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> di
     return out
 
 
-def rate_fit(rates: np.ndarray, activations: np.ndarray) -> dict[str, float]:
-    """Pearson r, least-squares slope (through 0) and RMSE of SNN rates × λ against ANN activations."""
+def rate_fit(rates: np.ndarray, activations: np.ndarray) -> dict[str, float | bool]:
+    """Pearson r, least-squares slope (through 0) and RMSE of SNN rates × λ against ANN activations;
+    ``silent``: the layer never spiked. r is undefined (nan) where either side is constant: a silent
+    layer is not a perfect fit, whatever the ANN does."""
     r = rates.reshape(-1).astype(np.float64)
     a = activations.reshape(-1).astype(np.float64)
-    if r.std() == 0 or a.std() == 0:
-        pearson = 1.0 if np.allclose(r, a) else 0.0
-    else:
-        pearson = float(np.corrcoef(r, a)[0, 1])
+    pearson = float("nan") if r.std() == 0 or a.std() == 0 else float(np.corrcoef(r, a)[0, 1])
     slope = float((r @ a) / (a @ a)) if a @ a > 0 else 0.0
-    return {"pearson": pearson, "slope": slope, "rmse": float(np.sqrt(np.mean((r - a) ** 2)))}
+    return {"pearson": pearson, "slope": slope, "rmse": float(np.sqrt(np.mean((r - a) ** 2))),
+            "silent": not r.any()}

@@ -200,11 +200,25 @@ def test_rate_stats_match_compare_rate_fit():
     got, want = st.result(), compare.rate_fit(r, a)
     for k in want:
         assert got[k] == pytest.approx(want[k], rel=1e-9, abs=1e-12)
-    # constant data follows rate_fit's rule: r = 1 when equal, 0 otherwise
-    for rr, aa in ((np.zeros(10), np.zeros(10)), (np.ones(10), np.zeros(10))):
+    # constant data: r undefined in both, never 1 (a silent layer is not a perfect fit)
+    for rr, aa in ((np.zeros(10), np.zeros(10)), (np.ones(10), np.zeros(10)), (np.zeros(10), a[0, :10])):
         st = validate.RateStats()
         st.add(rr, aa)
-        assert st.result()["pearson"] == compare.rate_fit(rr, aa)["pearson"]
+        got, want = st.result(), compare.rate_fit(rr, aa)
+        assert np.isnan(got["pearson"]) and np.isnan(want["pearson"])
+        assert got["silent"] == want["silent"] == (not rr.any())
+
+
+def test_a_silent_layer_fails_the_r_target_unless_the_ann_is_constant_too():
+    from snnexport.validate.measures import _sim_targets
+    fit = {"slope": 0.0, "rmse": 0.1, "in_target": True}
+    layers = {"ok": {**fit, "pearson": 0.995, "silent": False, "ann_constant": False},
+              "dead": {**fit, "pearson": float("nan"), "silent": True, "ann_constant": False}}
+    (t,) = _sim_targets("brian2", {"layers": layers})
+    assert t["layer"] == "dead" and not t["pass"]
+    layers["dead"]["ann_constant"] = True  # the ANN's layer is constant as well: nothing to follow
+    (t,) = _sim_targets("brian2", {"layers": layers})
+    assert t["layer"] == "ok" and t["pass"]
 
 
 def test_error_curve_uses_cumulative_counts_with_ties_to_the_lower_index():

@@ -103,8 +103,10 @@ def _scatter_figure(plt, report: dict[str, Any], scatter: Scatter, sim: str):
         ax.plot([0, lim], [0, lim], color="tab:red", lw=0.8)
         ax.set_xlim(min(0, float(a.min(initial=0))), lim)
         ax.set_ylim(min(0, float(r.min(initial=0))) - 0.02, lim)
-        rr = report["simulators"][sim]["layers"].get(name, {}).get("pearson")
-        ax.set_title(f"{_label(name)}\nr = {rr:.4f}" if rr is not None else _label(name), fontsize=8)
+        fit = report["simulators"][sim]["layers"].get(name, {})
+        rr = fit.get("pearson")
+        fitted = "silent" if fit.get("silent") else (f"r = {rr:.4f}" if rr is not None and math.isfinite(rr) else "")
+        ax.set_title(f"{_label(name)}\n{fitted}" if fitted else _label(name), fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")

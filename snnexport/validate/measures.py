@@ -44,8 +44,8 @@ class RateStats:
         self.mean_r = self.mean_a = 0.0
         self.m2_r = self.m2_a = self.c_ra = 0.0
         self.s_ra = self.s_aa = self.s_dd = 0.0  # uncentered sums for slope through 0 and RMSE
-        self.close = True  # np.allclose over all chunks, for rate_fit's constant-data rule
         self.sum_r = 0.0
+        self.spiked = False  # any nonzero rate (sign layers' rates can be negative)
 
     def add(self, rates: np.ndarray, activations: np.ndarray) -> None:
         r = np.asarray(rates, np.float64).reshape(-1)
@@ -70,18 +70,20 @@ class RateStats:
         d = r - a
         self.s_dd += float(d @ d)
         self.sum_r += float(r.sum())
-        self.close = self.close and bool(np.allclose(r, a))
+        self.spiked = self.spiked or bool(r.any())
 
-    def result(self) -> dict[str, float]:
+    def result(self) -> dict[str, float | bool]:
+        """rate_fit's measures, and ``ann_constant``: the ANN's values do not vary (nothing to follow)."""
         if self.n == 0:
-            return {"pearson": float("nan"), "slope": float("nan"), "rmse": float("nan")}
+            return {"pearson": float("nan"), "slope": float("nan"), "rmse": float("nan"), "silent": True,
+                    "ann_constant": True}
         if self.m2_r <= 0 or self.m2_a <= 0:
-            pearson = 1.0 if self.close else 0.0
+            pearson = float("nan")  # undefined, as in rate_fit
         else:
-            pearson = self.c_ra / math.sqrt(self.m2_r * self.m2_a)
+            pearson = min(1.0, max(-1.0, self.c_ra / math.sqrt(self.m2_r * self.m2_a)))
         slope = self.s_ra / self.s_aa if self.s_aa > 0 else 0.0
-        return {"pearson": float(min(1.0, max(-1.0, pearson))), "slope": float(slope),
-                "rmse": float(math.sqrt(self.s_dd / self.n))}
+        return {"pearson": float(pearson), "slope": float(slope), "rmse": float(math.sqrt(self.s_dd / self.n)),
+                "silent": not self.spiked, "ann_constant": self.m2_a <= 0}
 
 
 def cumulative_predictions(output_steps: np.ndarray) -> np.ndarray:
@@ -284,10 +286,14 @@ def _sim_targets(sim: str, entry: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     if "error_difference_pp" in entry:
         out.append(_target("SNN error − ANN error", sim, entry["error_difference_pp"], TARGET_ERROR_PP, "<=", "pp"))
-    rs = [(name, v["pearson"]) for name, v in entry.get("layers", {}).items()
-          if v["in_target"] and not math.isnan(v["pearson"])]
-    if rs:
-        worst, value = min(rs, key=lambda t: t[1])
+    targeted = [(name, v) for name, v in entry.get("layers", {}).items() if v["in_target"]]
+    # r undefined where the ANN's values vary fails the target (a silent or constant SNN layer); where
+    # the ANN's do not vary either, there is nothing to follow
+    undefined = [(name, float("nan")) for name, v in targeted
+                 if math.isnan(v["pearson"]) and not v.get("ann_constant", False)]
+    rs = [(name, v["pearson"]) for name, v in targeted if not math.isnan(v["pearson"])]
+    if undefined or rs:
+        worst, value = undefined[0] if undefined else min(rs, key=lambda t: t[1])
         t = _target("per-layer Pearson r (lowest layer)", sim, value, TARGET_PEARSON, ">=", "r")
         t["layer"] = worst
         out.append(t)

@@ -58,7 +58,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             lines.append(f"{name}: {e['status']}")
             continue
         err = e.get("error_percent")
-        rs = [v["pearson"] for v in e.get("layers", {}).values() if v.get("in_target") and v.get("pearson") is not None]
+        rs = [v["pearson"] for v in e.get("layers", {}).values()
+              if v.get("in_target") and v.get("pearson") is not None and math.isfinite(v["pearson"])]
         lines.append(f"{name}: {e['samples']} samples" + (f", error {err:.2f} %" if err is not None else "")
                      + (f", agreement with ANN {100 * e['agreement_with_ann']:.2f} %"
                         if "agreement_with_ann" in e else "")
@@ -138,7 +139,8 @@ def _layers(report: dict[str, Any], ok: list[str]) -> list[SimpleNamespace]:
             v = report["simulators"][sim].get("layers", {}).get(node["name"])
             cells.append(None if v is None else SimpleNamespace(
                 miss=v["pearson"] is not None and v["pearson"] < TARGET_PEARSON and v.get("in_target"),
-                pearson=_fmt(v["pearson"], 4), slope=_fmt(v["slope"], 3), rmse=_fmt(v["rmse"], 4)))
+                pearson="silent" if v.get("silent") else _fmt(v["pearson"], 4), slope=_fmt(v["slope"], 3),
+                rmse=_fmt(v["rmse"], 4)))
         kind = "max-pool gate" if node["kind"] == "gate" else f"{node.get('activation')} IF"
         rows.append(SimpleNamespace(name=node["name"], kind=kind, neurons=node["neurons"],
                                     scale=f"{node['scale']:.4g}", cells=cells))
