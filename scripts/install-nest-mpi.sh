@@ -45,7 +45,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "== the nest-simulator $NEST_VERSION source distribution"
 # (--no-binary for NEST alone: with :all: pip would also compile its build tools, Cython among them, from source)
-"$PY" -m pip download -q --no-deps --no-build-isolation --no-binary nest-simulator -d "$work" "nest-simulator==$NEST_VERSION"
+"$PY" -m pip download -q --no-deps --no-build-isolation --no-binary nest-simulator -d "$work" \
+    "nest-simulator==$NEST_VERSION"
 
 echo "== building NEST with MPI (20-40 min on 2 cores)"
 start=$(date +%s)
