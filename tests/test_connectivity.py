@@ -77,3 +77,31 @@ def test_zero_weights_make_no_synapses():
     k[1, 1] = 2.0
     (pre, post, w), _ = connectivity.expand([("conv2d", ops.Conv2D(k).params())], (4, 4, 1))
     assert len(pre) == 4 and np.all(w == 2.0)
+
+
+TARGET_CASES = dict(CASES, **{
+    "reshape alone": ([ops.Reshape((12,))], (2, 2, 3)),
+    "conv then avgpool (paths summed)": ([ops.Conv2D(_k(3, 3, 2, 3), None, (1, 1), ((1, 1), (1, 1))),
+                                          ops.AvgPool((2, 2), (2, 2))], (6, 6, 2)),
+})
+
+
+@pytest.mark.parametrize("name", list(TARGET_CASES))
+def test_synapses_onto_some_targets_are_the_full_list_filtered(name):
+    """An MPI process expands only the synapses onto its own neurons (targets): exactly the full list's
+    elements whose post is a target, in the same order, with the same float32 weights."""
+    chain, in_shape = TARGET_CASES[name]
+    params = [(o.kind, o.params()) for o in chain]
+    (pre, post, w), out_shape = connectivity.expand(params, in_shape)
+    n_out = int(np.prod(out_shape))
+    masks = [np.zeros(n_out, bool), np.ones(n_out, bool), np.arange(n_out) % 2 == 1]
+    masks += [rng.random(n_out) < density for density in (0.05, 0.5, 0.9)]
+    for targets in masks:
+        (pre_t, post_t, w_t), shape_t = connectivity.expand(params, in_shape, targets)
+        keep = targets[post]
+        assert shape_t == out_shape
+        assert pre_t.dtype == pre.dtype and post_t.dtype == post.dtype and w_t.dtype == w.dtype
+        np.testing.assert_array_equal(pre_t, pre[keep])
+        np.testing.assert_array_equal(post_t, post[keep])
+        np.testing.assert_array_equal(w_t, w[keep])
+    assert len(pre) > 0 and 0 < masks[2][post].sum() < len(post)  # the filter had something to drop

@@ -22,23 +22,28 @@ def _out_size(size, pad, k, stride, dilation=1):
 
 
 def conv2d(in_shape, kernel, strides=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1):
-    """Grouped strided dilated convolution; returns (synapses, output shape)."""
+    """Grouped strided dilated convolution; returns (synapses of given targets, output shape)."""
     h, w, c = in_shape
     kh, kw, cig, cout = kernel.shape
     ho = _out_size(h, padding[0], kh, strides[0], dilation[0])
     wo = _out_size(w, padding[1], kw, strides[1], dilation[1])
     cog = cout // groups
-    oy, ox, ky, kx, ci, o = _grid(ho, wo, kh, kw, cig, cout)
-    iy = oy * strides[0] - padding[0][0] + ky * dilation[0]
-    ix = ox * strides[1] - padding[1][0] + kx * dilation[1]
-    valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-    return _kernel_synapses(kernel, (ho, wo, kh, kw, cig, cout), valid, (iy * w + ix) * c + (o // cog) * cig + ci,
-                            (oy * wo + ox) * cout + o, ky, kx, ci, o), (ho, wo, cout)
+
+    def synapses(targets):
+        oy, ox, ky, kx, ci, o = _grid(ho, wo, kh, kw, cig, cout)
+        iy = oy * strides[0] - padding[0][0] + ky * dilation[0]
+        ix = ox * strides[1] - padding[1][0] + kx * dilation[1]
+        valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+        if targets is not None:  # the outputs are the grid's axes oy, ox and o
+            valid = valid & targets.reshape(ho, wo, 1, 1, 1, cout)
+        return _kernel_synapses(kernel, (ho, wo, kh, kw, cig, cout), valid, (iy * w + ix) * c + (o // cog) * cig + ci,
+                                (oy * wo + ox) * cout + o, ky, kx, ci, o)
+    return synapses, (ho, wo, cout)
 
 
 def _kernel_synapses(kernel, full, valid, pre, post, ky, kx, ci, o):
     """(pre, post, weight) of every tap of a (transposed) convolution's index grid ``full`` that lands
-    inside the map (``valid``) and has a non-zero weight."""
+    inside the map (``valid``: also on a wanted target) and has a non-zero weight."""
     wgt = np.broadcast_to(kernel[ky, kx, ci, o], full)
     keep = np.broadcast_to(valid, full) & (wgt != 0)
     return (np.broadcast_to(pre, full)[keep], np.broadcast_to(post, full)[keep], wgt[keep].astype(np.float32))
@@ -51,40 +56,63 @@ def conv_transpose(in_shape, kernel, strides=(1, 1), crop=((0, 0), (0, 0)), dila
     ho = (h - 1) * strides[0] + (kh - 1) * dilation[0] + 1 - crop[0][0] - crop[0][1]
     wo = (w - 1) * strides[1] + (kw - 1) * dilation[1] + 1 - crop[1][0] - crop[1][1]
     cog = cout // groups
-    iy, ix, ky, kx, ci, o = _grid(h, w, kh, kw, cig, cout)
-    oy = iy * strides[0] + ky * dilation[0] - crop[0][0]
-    ox = ix * strides[1] + kx * dilation[1] - crop[1][0]
-    valid = (oy >= 0) & (oy < ho) & (ox >= 0) & (ox < wo)
-    return _kernel_synapses(kernel, (h, w, kh, kw, cig, cout), valid, (iy * w + ix) * c + (o // cog) * cig + ci,
-                            (oy * wo + ox) * cout + o, ky, kx, ci, o), (ho, wo, cout)
+
+    def synapses(targets):
+        iy, ix, ky, kx, ci, o = _grid(h, w, kh, kw, cig, cout)
+        oy = iy * strides[0] + ky * dilation[0] - crop[0][0]
+        ox = ix * strides[1] + kx * dilation[1] - crop[1][0]
+        valid = (oy >= 0) & (oy < ho) & (ox >= 0) & (ox < wo)
+        post = (oy * wo + ox) * cout + o
+        if targets is not None:  # (post lies outside the map where not valid)
+            valid = valid & targets[np.where(valid, post, 0)]
+        return _kernel_synapses(kernel, (h, w, kh, kw, cig, cout), valid, (iy * w + ix) * c + (o // cog) * cig + ci,
+                                post, ky, kx, ci, o)
+    return synapses, (ho, wo, cout)
 
 
 def dense(in_shape, weight):
     """Dense layer over the last axis; every other axis is a position with its own copy."""
     fin, fout = weight.shape
     positions = int(np.prod(in_shape[:-1], dtype=np.int64))
-    p, i, j = _grid(positions, fin, fout)
-    full = (positions, fin, fout)
-    wgt = np.broadcast_to(weight[i, j], full)
-    keep = wgt != 0
-    pre = np.broadcast_to(p * fin + i, full)[keep]
-    post = np.broadcast_to(p * fout + j, full)[keep]
-    return (pre, post, wgt[keep].astype(np.float32)), tuple(in_shape[:-1]) + (fout,)
+
+    def synapses(targets):
+        p, i, j = _grid(positions, fin, fout)
+        full = (positions, fin, fout)
+        wgt = np.broadcast_to(weight[i, j], full)
+        keep = wgt != 0
+        if targets is not None:
+            keep &= targets.reshape(positions, 1, fout)
+        pre = np.broadcast_to(p * fin + i, full)[keep]
+        post = np.broadcast_to(p * fout + j, full)[keep]
+        return pre, post, wgt[keep].astype(np.float32)
+    return synapses, tuple(in_shape[:-1]) + (fout,)
 
 
 def avgpool(in_shape, pool, strides, padding=((0, 0), (0, 0))):
     """Average pooling as a depthwise convolution whose weight is 1 / (real cells under the window)."""
-    h, w, c = in_shape
+    c = in_shape[2]
     kernel = np.ones(tuple(pool) + (1, c), np.float32)
-    (pre, post, wgt), out_shape = conv2d(in_shape, kernel, strides, padding, (1, 1), c)
-    ho, wo, _ = out_shape
-    counts = np.bincount(post, minlength=ho * wo * c)  # real cells feeding each output
-    return (pre, post, (wgt / counts[post]).astype(np.float32)), out_shape
+    window, out_shape = conv2d(in_shape, kernel, strides, padding, (1, 1), c)
+
+    def synapses(targets):
+        pre, post, wgt = window(targets)
+        counts = np.bincount(post, minlength=int(np.prod(out_shape)))  # real cells feeding each (wanted) output
+        return pre, post, (wgt / counts[post]).astype(np.float32)
+    return synapses, out_shape
 
 
 def _one_to_one(n, post, weight):
+    """Synapses from input neuron i to post[i] with weight[i] (flat, C order)."""
     pre = np.arange(n, dtype=np.int64)
-    return (pre, np.asarray(post, np.int64).reshape(-1), np.asarray(weight, np.float32).reshape(-1))
+    post = np.asarray(post, np.int64).reshape(-1)
+    weight = np.asarray(weight, np.float32).reshape(-1)
+
+    def synapses(targets):
+        if targets is None:
+            return pre, post, weight
+        keep = targets[post]
+        return pre[keep], post[keep], weight[keep]
+    return synapses
 
 
 def pad(in_shape, padding):
@@ -126,8 +154,10 @@ def reshape(in_shape, shape):
     return None, tuple(shape)  # flat indices are unchanged: no synapses needed
 
 
-# op kind → its expander (in_shape, **params) → (synapses or None, out_shape): every linear op a projection
-# may carry (tests/test_scriptlib.py checks this against snnexport.ops)
+# op kind → its expander (in_shape, **params) → (synapses or None, out_shape), where synapses(targets) gives the
+# op's (pre, post, weight) onto the output neurons where the bool mask ``targets`` is set (None: onto all), in
+# the order of the full list. Every linear op a projection may carry (tests/test_scriptlib.py checks this
+# against snnexport.ops).
 EXPANDERS = {"conv2d": conv2d, "dense": dense, "avgpool": avgpool, "pad": pad,
              "embed": embed, "affine": affine, "scale": scale, "reshape": reshape,
              "conv_transpose": conv_transpose, "transpose": transpose}
@@ -154,20 +184,34 @@ def compose(first, second, n_mid, n_out):
     return (uniq[keep] // n_out, uniq[keep] % n_out, wgt[keep].astype(np.float32))
 
 
-def expand(ops, in_shape):
+def expand(ops, in_shape, targets=None):
     """Synapses from a chain of ``(kind, params)`` linear ops applied to a tensor of ``in_shape``.
 
-    Returns ((pre, post, weight), out_shape); pre/post are flat channels-last indices.
+    Returns ((pre, post, weight), out_shape); pre/post are flat channels-last indices. ``targets``, a bool
+    mask over the flat output, keeps only the synapses onto those neurons: the full list filtered by
+    targets[post], element for element, but without making the rest (an MPI process expands only the synapses
+    onto its own neurons). Each op, from the last, makes only the synapses onto neurons that the ops after it
+    still need, and composing those gives every path to a wanted target, summed in the same order.
     """
-    shape = tuple(in_shape)
-    syn = None
+    shapes, steps = [tuple(in_shape)], []
     for kind, params in ops:
         args = {k: v for k, v in params.items() if k not in _IGNORED}
-        step, out_shape = EXPANDERS[kind](shape, **args)
+        step, out_shape = EXPANDERS[kind](shapes[-1], **args)
+        steps.append(step)
+        shapes.append(tuple(out_shape))
+    made = [None] * len(steps)
+    wanted = None if targets is None else np.asarray(targets, bool).reshape(-1)
+    for k in reversed(range(len(steps))):
+        if steps[k] is not None:  # (a reshape keeps the flat indices, and so the wanted neurons)
+            made[k] = steps[k](wanted)
+            if wanted is not None:
+                wanted = np.zeros(int(np.prod(shapes[k])), bool)
+                wanted[made[k][0]] = True
+    syn = None
+    for k, step in enumerate(made):
         if step is not None:
-            n_mid, n_out = int(np.prod(shape)), int(np.prod(out_shape))
+            n_mid, n_out = int(np.prod(shapes[k])), int(np.prod(shapes[k + 1]))
             syn = step if syn is None else compose(syn, step, n_mid, n_out)
-        shape = tuple(out_shape)
     if syn is None:  # only reshapes: the identity
-        syn = scale(shape, 1.0)[0]
-    return syn, shape
+        syn = scale(shapes[-1], 1.0)[0](wanted)
+    return syn, shapes[-1]
