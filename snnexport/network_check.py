@@ -362,9 +362,6 @@ class _Checker:
         self.optional_number(n["max_value"], f"{path}.max_value", positive=True)
         if n["levels"] is not None:  # a QuantizedReLU's: a clip whose cap is its trained threshold λ
             self.integer(n["levels"], f"{path}.levels", 1, MAX_LEVELS + 1)
-            if n["activation"] != "clip" or n["max_value"] is None:
-                self.fail(f"{path}.levels", f"quantization levels belong to a 'clip' population with a max_value; "
-                                            f"this one is {_show(n['activation'])} with max_value {_show(n['max_value'])}")
         bias = self.array(n["bias"], f"{path}.bias", None)
         if bias.size != math.prod(shape):
             self.fail(f"{path}.bias", f"expected {math.prod(shape)} float32 values for shape {shape}, "
@@ -382,6 +379,12 @@ class _Checker:
             if n["type"] == "Population" and n["activation"] in OUTPUT_ONLY and n["name"] != output:
                 self.fail(f"nodes[{k}].activation", f"{_show(n['activation'])} is allowed only for the "
                                                     f"output population ({_show(output)})")
+        for k, n in enumerate(nodes):  # after the activation's own checks: levels need a capped rectifier
+            if n["type"] == "Population" and n["levels"] is not None and (n["activation"] != "clip"
+                                                                          or n["max_value"] is None):
+                self.fail(f"nodes[{k}].levels", "quantization levels belong to a 'clip' population with a max_value; "
+                                                f"this one is {_show(n['activation'])} with max_value "
+                                                f"{_show(n['max_value'])}")
         return pops
 
     def projections(self, v: Any, g: _Names, pops: Mapping[str, int]) -> dict[str, list[str]]:
