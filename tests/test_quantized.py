@@ -18,6 +18,7 @@ import pytest
 from keras import layers as L
 
 import model_zoo
+from cli_runner import snnexport
 from snnexport.convert import convert
 from snnexport.errors import SnnexportError
 from snnexport.keras_layers import QuantizedReLU
@@ -185,3 +186,21 @@ def test_a_foreign_class_of_the_same_name_is_refused(tmp_path: Path) -> None:
             z.writestr(name, data)
     with pytest.raises(SnnexportError, match="other>QuantizedReLU"):
         read_model(forged)
+
+
+def test_the_command_starts_v_at_half_unless_told_otherwise(tmp_path: Path) -> None:
+    """`snnexport` on a QuantizedReLU model: V₀ = θ/2 by default, --v-init still decides; a bad file is one line."""
+    path, _, x = _saved(4, tmp_path)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, x)
+    default, told = tmp_path / "default.snn", tmp_path / "told.snn"
+    assert snnexport(path, "--calibration", calib, "-o", default).returncode == 0
+    assert snnexport(path, "--calibration", calib, "--v-init", "0", "-o", told).returncode == 0
+    assert Network.load(default).neuron.v_init == 0.5 and Network.load(told).neuron.v_init == 0.0
+    info = snnexport("info", default).stdout.decode()
+    assert "clip IF, 4 levels (QuantizedReLU)" in info and "initial V 0.5 x threshold" in info
+    bad = _with_config(path, tmp_path, levels=4096)
+    r = snnexport(bad, "-o", tmp_path / "bad.snn")
+    err = r.stderr.decode().strip()
+    assert r.returncode == 1 and len(err.splitlines()) == 1 and "levels must be an integer in 1 … 1024" in err
+    assert not (tmp_path / "bad.snn").exists()
