@@ -56,7 +56,8 @@ def load(path: Path, n: int, calibration: int) -> tuple[np.ndarray, np.ndarray, 
     return calib, x, y
 
 
-def measure(model: str, data: Path, levels: int, n: int, steps: int, calibration: int) -> dict:
+def measure(model: str, data: Path, levels: int, n: int, steps: int, calibration: int,
+            delays: tuple[str, ...] = DELAYS) -> dict:
     calib, x, y = load(data, n, calibration)
     net = convert(read_model(MODELS / f"{model}.keras"), calib, percentile=99.9)
     ann_error = float(100 * (ann_predict(net, x) != y).mean())
@@ -66,7 +67,7 @@ def measure(model: str, data: Path, levels: int, n: int, steps: int, calibration
            "keras_test_error": keras_record["test_error_percent"],
            "lambdas": {p.name: p.scale for p in net.populations}, "runs": {}}
     marks = sorted({t for t in (levels, 2 * levels, 16, 32) if t <= steps})
-    for delay in DELAYS:
+    for delay in delays:
         start = time.perf_counter()
         res = simulate(net, x, y, steps=steps, delay=delay)
         seconds = time.perf_counter() - start
@@ -91,6 +92,7 @@ def main() -> int:
     p.add_argument("-n", type=int, default=10000, help="test images (default 10000, the whole test set)")
     p.add_argument("--steps", type=int, default=32)
     p.add_argument("--calibration-samples", type=int, default=1000)
+    p.add_argument("--delays", nargs="+", choices=DELAYS, default=list(DELAYS))
     p.add_argument("--out", default=str(ROOT / "validation" / "figures"))
     p.add_argument("--replot", action="store_true", help="only redraw the figure from the quantized.json in --out")
     args = p.parse_args()
@@ -106,7 +108,8 @@ def main() -> int:
         for model in args.models:  # the others keep their earlier numbers
             dataset, levels = QUANTIZED[model]
             data = Path(args.mnist) if dataset == "mnist" else FASHION
-            summary["models"][model] = dict(measure(model, data, levels, args.n, args.steps, args.calibration_samples),
+            summary["models"][model] = dict(measure(model, data, levels, args.n, args.steps, args.calibration_samples,
+                                                    tuple(args.delays)),
                                             images=args.n, steps=args.steps, dataset=dataset,
                                             command=" ".join(["python", "validation/quantized_curve.py"]
                                                              + sys.argv[1:]))
