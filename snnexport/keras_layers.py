@@ -91,7 +91,8 @@ def _make_quantized() -> Any:
                 = (y − x)/λ where 0 < x < λ,   1 where x ≥ λ (q = 1, q' = 0),   0 where x ≤ 0.
         (the paper's Eq. for ∂h/∂λ). Built as hard + (soft − stop_gradient(soft)): the forward value is
         exactly ``hard`` (whose own gradient is stopped), the gradient that of
-        ``soft`` = min(max(x, 0), λ) + λ·sg((y − x)/λ)·[0 < x < λ], whose λ-derivative is 1 above λ (the min) and sg((y − x)/λ) on the ramp.
+        ``soft`` = min(max(x, 0), λ) + λ·sg((y − x)/λ)·[0 < x < λ], whose λ-derivative is 1 above λ (the min)
+        and sg((y − x)/λ) on the ramp.
         """
 
         def __init__(self, levels: int = 8, threshold: float = 1.0, **kwargs: Any) -> None:
