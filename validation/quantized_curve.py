@@ -99,6 +99,8 @@ def main() -> int:
     out = Path(args.out)
     path = out / "quantized.json"
     if args.replot:
+        if not path.exists():
+            p.error(f"--replot: no {path} (run without --replot first)")
         summary = json.loads(path.read_text())
     else:
         unknown = [m for m in args.models if m not in QUANTIZED]
