@@ -9,6 +9,12 @@ gives the same weights), saves it to ``validation/models/<model>.keras`` and wri
 and the versions used. Training is kept short on purpose (a few minutes per model on 2 cores):
 the suite validates the conversion, not the state of the art.
 
+The conversion-aware models (issue 17) ``mnist_maxpool_q4``/``_q8``/``_q16`` and ``fashion_cifarnet_q8``
+are the trained ReLU models ``mnist_maxpool`` and ``fashion_cifarnet`` with every hidden ReLU replaced by
+snnexport's ``QuantizedReLU`` (L = 4, 8, 16 levels; each threshold starting at the 99.9th percentile of
+that ReLU's activations on 2,000 training images) and fine-tuned (2 epochs, resp. 1, at a quarter of the
+learning rate), not trained from scratch as the QCFS paper does: train the ReLU model first.
+
 The bundled LeNet (``snnexport/data/lenet_mnist.h5``) is part of the suite but is not retrained
 here: ``examples/train_lenet.py`` made it.
 
