@@ -110,11 +110,14 @@ def main() -> int:
         for model in args.models:  # the others keep their earlier numbers
             dataset, levels = QUANTIZED[model]
             data = Path(args.mnist) if dataset == "mnist" else FASHION
-            summary["models"][model] = dict(measure(model, data, levels, args.n, args.steps, args.calibration_samples,
-                                                    tuple(args.delays)),
-                                            images=args.n, steps=args.steps, dataset=dataset,
-                                            command=" ".join(["python", "validation/quantized_curve.py"]
-                                                             + sys.argv[1:]))
+            new = dict(measure(model, data, levels, args.n, args.steps, args.calibration_samples, tuple(args.delays)),
+                       images=args.n, steps=args.steps, dataset=dataset,
+                       commands=[" ".join(["python", "validation/quantized_curve.py"] + sys.argv[1:])])
+            old = summary["models"].get(model)
+            if old and (old["images"], old["steps"]) == (args.n, args.steps):  # a run of the other delay mode
+                new["runs"] = {**old["runs"], **new["runs"]}
+                new["commands"] = [c for c in old.get("commands", [old.get("command")]) if c] + new["commands"]
+            summary["models"][model] = new
         out.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(summary, indent=1, ensure_ascii=False))
     plot(summary, out / "fig_quantized.png")
