@@ -11,7 +11,8 @@ the calibration data; a projection from s to t is multiplied by λ_s / λ_t and 
 λ_t, so that firing rates (spikes per step, at most 1) approximate activation / λ. Each projection
 carries its own factor, so branches that are concatenated or added need no shared λ.
 
-λ comes from :mod:`snnexport.normalization` (percentile or weight bound; binary activations).
+λ comes from :mod:`snnexport.normalization` (percentile or weight bound; binary activations), except for
+snnexport's QuantizedReLU layers, whose trained threshold is their λ (and whose network starts V at θ/2).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from .ops import Activation, Add, Affine, Concat, Conv2D, Dense, Embed, MaxPool,
 from .simplify import simplify
 
 DEFAULT_PERCENTILE = 99.9
+# V₀ = v_init·θ of a network with QuantizedReLU layers: the method's θ/2, with which an IF neuron driven by a
+# constant z spikes floor(L·z/λ + 1/2) times in L steps, the ANN's quantized activation (the user may override it).
+QUANTIZED_V_INIT = 0.5
 # Largest weight bound used as λ: activation / λ must stay a normal float32 (≥ 1.2e-38) in every
 # simulator, with room for activations far below their bound.
 MAX_BOUND = 1e30
@@ -58,7 +62,19 @@ def convert(graph: Graph, calibration: np.ndarray | None = None, percentile: flo
         norm = Normalization("percentile", percentile, len(calibration), data_sha256)
     else:
         lambdas, norm = _uncalibrated(graph, structure)
-    return structure.build(lambdas, reset, encoding, norm, provenance or Provenance(), consume)
+    trained = trained_thresholds(structure.spiking) if normalize else {}
+    lambdas.update(trained)
+    net = structure.build(lambdas, reset, encoding, norm, provenance or Provenance(), consume)
+    if trained:  # the quantized ANN's levels are rounded rates: V must start at θ/2 (Bu et al. 2022)
+        net.neuron.v_init = QUANTIZED_V_INIT
+    return net
+
+
+def trained_thresholds(spiking: list[Node]) -> dict[str, float]:
+    """λ of every QuantizedReLU population: its trained threshold, the largest activation it can have
+    (no percentile: the ANN's output never exceeds it, and its levels are fractions of it)."""
+    return {n.name: float(n.op.max_value) for n in spiking
+            if isinstance(n.op, Activation) and n.op.levels is not None and n.op.max_value is not None}
 
 
 def _uncalibrated(graph: Graph, structure: "_Structure") -> tuple[dict[str, float], Normalization]:
@@ -205,7 +221,8 @@ class _Structure:
             lt = float(lam[n.name])
             out[n.name] = 1.0 if n.op.function in BINARY else lt
             nodes.append(Population(n.name, shape, (self.bias[n.name] / np.float32(lt)).astype(np.float32),
-                                    n.op.function, out[n.name], self.depth[n.name], n.op.max_value))
+                                    n.op.function, out[n.name], self.depth[n.name], n.op.max_value,
+                                    n.op.levels))
             for src, chain in self.paths[n.name]:
                 projections.append(Projection(src, n.name, _fold_chain(chain, float(out[src]) / lt, own)))
         return Network(InputSpec(g.input_name, tuple(g.input_shape), encoding), nodes, projections, g.output,

@@ -72,9 +72,10 @@ def load_network(model: str, args: argparse.Namespace, quiet: bool = False) -> N
                 setattr(net.neuron, name, getattr(args, name))
         return net
     net = _convert(path, model, args, quiet)
-    for name, default in NEURON_SETTINGS.items():
+    for name in NEURON_SETTINGS:  # not given: what the converter chose (the defaults; v_init 0.5 for QuantizedReLU)
         value = getattr(args, name, None)
-        setattr(net.neuron, name, default if value is None else value)
+        if value is not None:
+            setattr(net.neuron, name, value)
     return net
 
 

@@ -51,6 +51,7 @@ class Population:
     scale: float  # λ: ANN activation ≈ scale × firing rate (spikes per step)
     depth: int  # 1 for populations the input feeds; one more per population on the longest path
     max_value: float | None = None  # the ANN's cap for 'clip' (in activation units)
+    levels: int | None = None  # a QuantizedReLU's L: its ANN quantizes to L levels; λ = max_value = trained threshold
 
 
 @dataclass(eq=False)

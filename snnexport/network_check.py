@@ -31,14 +31,16 @@ from .ops import ACTIVATIONS, OP_TYPES
 
 
 FORMAT = "snnexport-network"
-FORMAT_VERSION = 3  # 3: neuron.v_init and threshold_rule; 2: provenance.model_format and model_producer (ONNX
-# input). Older versions are read with the defaults of what came later (1 as Keras, 0 and "ge").
+FORMAT_VERSION = 4  # 4: a population's levels (QuantizedReLU); 3: neuron.v_init and threshold_rule; 2:
+# provenance.model_format and model_producer (ONNX input). Older versions are read with the defaults of what came
+# later (1 as Keras, 0 and "ge", no levels).
 
 MAX_NAME = 4096  # characters in a name or the model file name
 MAX_VERSION = 256  # characters in a version string
 MAX_ELEMENTS = 2 ** 31  # elements of any tensor: the input, a population, an op's output, an array
 MAX_RANK = 8
 MAX_OPS = 1024  # ops in one projection
+MAX_LEVELS = 1024  # quantization levels of a population (snnexport.keras_layers.MAX_LEVELS)
 MAX_STEPS = 2 ** 24  # spike counts are exact float32 integers below this
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # state is float32: a larger number would become inf there
 
@@ -79,8 +81,9 @@ def check_document(doc: Any, arrays: Mapping[str, ArrayInfo], classes: Mapping[s
 def _upgrade(doc: Any) -> None:
     """Bring an older file up to this version, in place, one version at a time: a version-1 file (before ONNX
     input) came from a Keras model; a version-2 file (before the neuron's v_init and threshold_rule) simulates
-    as V starting at 0 with "ge". A file that already holds a later version's fields is no such file: it is
-    left as it is, for the checker to judge (as is anything else)."""
+    as V starting at 0 with "ge"; in a version-3 file (before quantized layers) no population has levels. A
+    file that already holds a later version's fields is no such file: it is left as it is, for the checker to
+    judge (as is anything else)."""
     version = doc.get("version") if isinstance(doc, dict) else None
     if type(version) is not int or doc.get("format") != FORMAT:  # JSON true is not version 1
         return
@@ -93,7 +96,15 @@ def _upgrade(doc: Any) -> None:
         neuron = doc.get("neuron")
         if isinstance(neuron, dict) and not {"v_init", "threshold_rule"} & set(neuron):
             neuron.update(v_init=0.0, threshold_rule="ge")
-            doc["version"] = 3
+            doc["version"] = version = 3
+    if version == 3:
+        nodes = doc.get("nodes")
+        pops = [n for n in nodes if isinstance(n, dict) and n.get("type") == "Population"] \
+            if isinstance(nodes, list) else []
+        if not any("levels" in n for n in pops):
+            for n in pops:
+                n["levels"] = None
+            doc["version"] = 4
 
 
 def _join(path: str, key: str | int) -> str:
@@ -349,6 +360,8 @@ class _Checker:
     def population(self, n: dict, path: str, shape: tuple[int, ...]) -> None:
         self.choice(n["activation"], f"{path}.activation", ACTIVATIONS)
         self.optional_number(n["max_value"], f"{path}.max_value", positive=True)
+        if n["levels"] is not None:  # a QuantizedReLU's: a clip whose cap is its trained threshold λ
+            self.integer(n["levels"], f"{path}.levels", 1, MAX_LEVELS + 1)
         bias = self.array(n["bias"], f"{path}.bias", None)
         if bias.size != math.prod(shape):
             self.fail(f"{path}.bias", f"expected {math.prod(shape)} float32 values for shape {shape}, "
@@ -366,6 +379,12 @@ class _Checker:
             if n["type"] == "Population" and n["activation"] in OUTPUT_ONLY and n["name"] != output:
                 self.fail(f"nodes[{k}].activation", f"{_show(n['activation'])} is allowed only for the "
                                                     f"output population ({_show(output)})")
+        for k, n in enumerate(nodes):  # after the activation's own checks: levels need a capped rectifier
+            if n["type"] == "Population" and n["levels"] is not None and (n["activation"] != "clip"
+                                                                          or n["max_value"] is None):
+                self.fail(f"nodes[{k}].levels", "quantization levels belong to a 'clip' population with a max_value; "
+                                                f"this one is {_show(n['activation'])} with max_value "
+                                                f"{_show(n['max_value'])}")
         return pops
 
     def projections(self, v: Any, g: _Names, pops: Mapping[str, int]) -> dict[str, list[str]]:
@@ -478,5 +497,6 @@ _OP_PARAMS: dict[str, dict[str, Callable[[_Checker, Any, str], Any]]] = {
     "add": {},
     "scale": {"factor": _Checker.number},
     "activation": {"function": lambda c, v, p: c.choice(v, p, ACTIVATIONS),
-                   "max_value": lambda c, v, p: c.optional_number(v, p, positive=True)},
+                   "max_value": lambda c, v, p: c.optional_number(v, p, positive=True),
+                   "levels": lambda c, v, p: None if v is None else c.integer(v, p, 1, MAX_LEVELS + 1)},
 }

@@ -469,16 +469,23 @@ class Activation(Op):
 
     relu; linear (only as a network output); softmax (only as the output); clip = relu capped at
     max_value (Keras ReLU(max_value)); sign (binary -1/+1, negative spikes) and heaviside (binary 0/1).
+    A clip with ``levels`` L is snnexport's QuantizedReLU (trained threshold λ = max_value):
+    λ · clip(floor(x·L/λ + 1/2) / L, 0, 1), float32 arithmetic in the layer's own order.
     """
     kind: ClassVar[str] = "activation"
     linear: ClassVar[bool] = False
     function: str
     max_value: float | None = None
+    levels: int | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         f = self.function
         if f == "relu":
             return np.maximum(x, 0)
+        if f == "clip" and self.levels is not None and self.max_value is not None:
+            lam, levels = np.float32(self.max_value), np.float32(self.levels)
+            steps = np.floor(x.astype(np.float32) * levels / lam + np.float32(0.5)) / levels
+            return (lam * np.clip(steps, np.float32(0), np.float32(1))).astype(np.float32)
         if f == "clip":
             return np.clip(x, 0, self.max_value)
         if f == "linear":

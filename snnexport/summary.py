@@ -30,8 +30,9 @@ def describe(net: Network) -> str:
             rows.append((repr(n.name), f"max-pool gate on {n.source!r}", str(tuple(n.shape)), "-", "-",
                          f"{n.scale:.4g}", str(n.depth)))
         else:
-            rows.append((repr(n.name), f"{n.activation} IF", str(tuple(n.shape)), str(size), str(syn[n.name]),
-                         f"{n.scale:.4g}", str(n.depth)))
+            kind = f"{n.activation} IF" if n.levels is None else f"clip IF, {n.levels} levels (QuantizedReLU)"
+            lam = f"{n.scale:.4g}" if n.levels is None else f"{n.scale:.4g} (trained)"
+            rows.append((repr(n.name), kind, str(tuple(n.shape)), str(size), str(syn[n.name]), lam, str(n.depth)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     neurons = sum(int(np.prod(p.shape)) for p in net.populations)
@@ -39,6 +40,9 @@ def describe(net: Network) -> str:
     norm = net.normalization
     how = (f"{norm.percentile:g}th percentile over {norm.samples} samples" if norm.method == "percentile"
            else norm.method)
+    trained = [repr(p.name) for p in net.populations if p.levels is not None]
+    if trained:
+        how += f"; λ = the trained threshold of {', '.join(trained)} (QuantizedReLU)"
     lines += [
         "",
         f"input: {net.input.name!r} {tuple(net.input.shape)}, {net.input.encoding}",

@@ -83,15 +83,15 @@ def every_feature() -> Network:
     def k(*shape):
         return rng.normal(0, 0.5, shape).astype(np.float32)
 
-    def pop(name, shape, activation, depth, max_value=None):
+    def pop(name, shape, activation, depth, max_value=None, levels=None):
         return Population(name, shape, rng.uniform(-0.05, 0.1, shape).astype(np.float32), activation, 1.5,
-                          depth, max_value)
+                          depth, max_value, levels)
 
     nodes = [pop("a", (6, 6, 2), "relu", 1),
              Gate("g1", "a", (3, 3, 2), (2, 2), (2, 2), ((0, 0), (0, 0)), 1.5, 1),
              Gate("g2", "g1", (2, 2, 2), (2, 2), (2, 2), ((0, 1), (0, 1)), 1.5, 1),
              pop("b", (2, 2, 4), "sign", 2),
-             pop("c", (3,), "clip", 3, 6.0),
+             pop("c", (3,), "clip", 3, 6.0, 8),
              pop("out", (3,), "softmax", 4)]
     projs = [Projection("in", "a", [ops.Conv2D(k(3, 3, 1, 2), padding=((1, 1), (1, 1)))]),
              Projection("g2", "b", [ops.Conv2D(k(1, 1, 2, 4))]),
@@ -360,6 +360,10 @@ def _population(doc, i: int = 0) -> dict:
     return [n for n in doc["nodes"] if n["type"] == "Population"][i]
 
 
+def _populations(doc) -> list[dict]:
+    return [n for n in doc["nodes"] if n["type"] == "Population"]
+
+
 def test_truncated_file(lenet, tmp_path):
     path = tmp_path / "cut.snn"
     path.write_bytes(lenet[: len(lenet) // 2])
@@ -374,11 +378,13 @@ def test_random_bytes(tmp_path):
 
 def test_a_version_1_file_reads_as_a_keras_model_and_other_versions_are_refused(lenet, tmp_path):
     doc, members = unpack(lenet)
-    assert doc["version"] == 3 and doc["provenance"]["model_format"] == "keras"
+    assert doc["version"] == 4 and doc["provenance"]["model_format"] == "keras"
     old = copy.deepcopy(doc)
     old["version"] = 1
     del old["provenance"]["model_format"], old["provenance"]["model_producer"]
     del old["neuron"]["v_init"], old["neuron"]["threshold_rule"]
+    for n in _populations(old):
+        del n["levels"]
     path = tmp_path / "v1.snn"
     path.write_bytes(pack(old, members))
     net = Network.load(path)
@@ -388,9 +394,9 @@ def test_a_version_1_file_reads_as_a_keras_model_and_other_versions_are_refused(
     half["provenance"]["model_format"] = "onnx"
     path.write_bytes(pack(half, members))
     _refused_by_every_command(path, "network file version 1 is not supported")
-    for version in (4, 0, True):
+    for version in (5, 0, True):
         path.write_bytes(pack(dict(doc, version=version), members))
-        _refused_by_every_command(path, "is not supported (this snnexport reads version 3)")
+        _refused_by_every_command(path, "is not supported (this snnexport reads version 4)")
 
 
 def test_a_version_2_file_reads_with_v_init_0_and_rule_ge(lenet, tmp_path):
@@ -399,15 +405,47 @@ def test_a_version_2_file_reads_with_v_init_0_and_rule_ge(lenet, tmp_path):
     old = copy.deepcopy(doc)
     old["version"] = 2
     del old["neuron"]["v_init"], old["neuron"]["threshold_rule"]
+    for n in _populations(old):
+        del n["levels"]
     path = tmp_path / "v2.snn"
     path.write_bytes(pack(old, members))
     net = Network.load(path)
-    assert net.neuron.v_init == 0.0 and net.neuron.threshold_rule == "ge" and net.version == 3
+    assert net.neuron.v_init == 0.0 and net.neuron.threshold_rule == "ge" and net.version == 4
     assert net.sha256() == Network.load(io.BytesIO(lenet)).sha256()
     half = copy.deepcopy(old)  # a version-2 file that already holds a version-3 field is no version-2 file
     half["neuron"]["v_init"] = 0.5
     path.write_bytes(pack(half, members))
     _refused_by_every_command(path, "network file version 2 is not supported")
+
+
+def test_a_version_3_file_reads_without_levels(lenet, tmp_path):
+    """Version 4 added a population's levels (QuantizedReLU): a version-3 file has none."""
+    doc, members = unpack(lenet)
+    old = copy.deepcopy(doc)
+    old["version"] = 3
+    for n in _populations(old):
+        del n["levels"]
+    path = tmp_path / "v3.snn"
+    path.write_bytes(pack(old, members))
+    net = Network.load(path)
+    assert [p.levels for p in net.populations] == [None] * len(net.populations) and net.version == 4
+    assert net.sha256() == Network.load(io.BytesIO(lenet)).sha256()
+    half = copy.deepcopy(old)  # a version-3 file that already holds a version-4 field is no version-3 file
+    _populations(half)[0]["levels"] = 4
+    path.write_bytes(pack(half, members))
+    _refused_by_every_command(path, "network file version 3 is not supported")
+
+
+@pytest.mark.parametrize("levels, activation, message", [
+    (0, "clip", "levels: expected an integer in [1, 1025), got 0"),
+    (4, "relu", "levels: quantization levels belong to a 'clip' population with a max_value"),
+])
+def test_bad_levels(lenet, tmp_path, levels, activation, message):
+    doc, members = unpack(lenet)
+    _populations(doc)[0].update(levels=levels, activation=activation, max_value=2.0)
+    path = tmp_path / "levels.snn"
+    path.write_bytes(pack(doc, members))
+    _refused_by_every_command(path, message)
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -9,6 +9,12 @@ gives the same weights), saves it to ``validation/models/<model>.keras`` and wri
 and the versions used. Training is kept short on purpose (a few minutes per model on 2 cores):
 the suite validates the conversion, not the state of the art.
 
+The conversion-aware models (issue 17) ``mnist_maxpool_q4``/``_q8``/``_q16`` and ``fashion_cifarnet_q8``
+are the trained ReLU models ``mnist_maxpool`` and ``fashion_cifarnet`` with every hidden ReLU replaced by
+snnexport's ``QuantizedReLU`` (L = 4, 8, 16 levels; each threshold starting at the 99.9th percentile of
+that ReLU's activations on 2,000 training images) and fine-tuned (2 epochs, resp. 1, at a quarter of the
+learning rate), not trained from scratch as the QCFS paper does: train the ReLU model first.
+
 The bundled LeNet (``snnexport/data/lenet_mnist.h5``) is part of the suite but is not retrained
 here: ``examples/train_lenet.py`` made it.
 
@@ -295,11 +301,80 @@ def train_mnist_binary(epochs: int = 3) -> Path:
     return save(model, "mnist_binary", dict(record, dataset="MNIST"))
 
 
+# --- conversion-aware training: the quantized clipped ReLU (issue 17) ------------------------------
+
+QUANT_PERCENTILE = 99.9  # each threshold λ starts at this percentile of the ReLU model's activations
+QUANT_LR = 5e-4  # fine-tuning: a quarter of the training rate, the ReLU weights are already good
+
+
+def quantized_copy(relu_model, levels: int, name: str, x_init: np.ndarray):
+    """``relu_model`` with every hidden ReLU (ReLU layers and Dense/Conv ``activation="relu"``) replaced by a
+    QuantizedReLU(levels) whose threshold starts at the QUANT_PERCENTILE-th percentile of that ReLU's
+    activations on ``x_init``; the weights are copied. Sequential models only (the suite's are)."""
+    import keras
+
+    from snnexport.keras_layers import QuantizedReLU
+    _seed()
+    thresholds = {}
+    probe = keras.Model(relu_model.inputs, [layer.output for layer in relu_model.layers])
+    outs = dict(zip([layer.name for layer in relu_model.layers], probe.predict(x_init, batch_size=500, verbose=0)))
+    layers: list = [keras.Input(relu_model.inputs[0].shape[1:], name=relu_model.inputs[0].name)]
+    for layer in relu_model.layers:
+        cfg = layer.get_config()
+        relu = type(layer).__name__ == "ReLU" or cfg.get("activation") == "relu"
+        if relu:
+            a = outs[layer.name]
+            thresholds[layer.name] = float(np.percentile(a[a > 0], QUANT_PERCENTILE))
+        if type(layer).__name__ == "ReLU":
+            layers.append(QuantizedReLU(levels, thresholds[layer.name], name=layer.name))
+            continue
+        if relu:
+            cfg["activation"] = None
+        clone = type(layer).from_config(cfg)
+        layers.append(clone)
+        if relu:
+            layers.append(QuantizedReLU(levels, thresholds[layer.name], name=f"{layer.name}_q"))
+    model = keras.Sequential(layers, name=name)
+    for layer in relu_model.layers:
+        if layer.weights:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
+    return model, thresholds
+
+
+def finetune_quantized(base: str, levels: int, data: tuple[np.ndarray, ...], epochs: int, dataset: str) -> Path:
+    """<base>_q<levels>: the trained ReLU model <base> fine-tuned for ``epochs`` with QuantizedReLU(levels)."""
+    import keras
+    relu_model = keras.models.load_model(MODELS / f"{base}.keras", compile=False)
+    name = f"{base}_q{levels}"
+    model, init = quantized_copy(relu_model, levels, name, data[0][:2000])
+    init_acc = accuracy(model, data[2], data[3])
+    print(f"{name}: before fine-tuning test error {100 * (1 - init_acc):.2f} %", file=sys.stderr)
+    record = fit(model, data, epochs, lr=QUANT_LR)
+    trained = {layer.name: float(layer.get_weights()[0]) for layer in model.layers
+               if type(layer).__name__ == "QuantizedReLU"}
+    return save(model, name, dict(record, dataset=dataset, levels=levels, finetuned_from=f"{base}.keras",
+                                  test_error_percent_before_finetuning=round(100 * (1 - init_acc), 4),
+                                  threshold_init_percentile=QUANT_PERCENTILE,
+                                  thresholds_initial=init, thresholds_trained=trained))
+
+
+def train_mnist_maxpool_q(levels: int, epochs: int = 2) -> Path:
+    return finetune_quantized("mnist_maxpool", levels, load(MNIST), epochs, "MNIST")
+
+
+def train_fashion_cifarnet_q8(epochs: int = 1) -> Path:
+    return finetune_quantized("fashion_cifarnet", 8, load(fashion_mnist_file()), epochs, "Fashion-MNIST")
+
+
 TRAINERS: dict[str, Callable[..., Path]] = {
     "mnist_maxpool": train_mnist_maxpool,
     "fashion_cifarnet": train_fashion_cifarnet,
     "mnist_inception": train_mnist_inception,
     "mnist_binary": train_mnist_binary,
+    "mnist_maxpool_q4": lambda **kw: train_mnist_maxpool_q(4, **kw),
+    "mnist_maxpool_q8": lambda **kw: train_mnist_maxpool_q(8, **kw),
+    "mnist_maxpool_q16": lambda **kw: train_mnist_maxpool_q(16, **kw),
+    "fashion_cifarnet_q8": train_fashion_cifarnet_q8,
 }
 
 

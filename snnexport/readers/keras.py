@@ -83,7 +83,7 @@ def _load_keras(path: Path) -> Loaded:
         with scope, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # snnexport's own layers, by their registered names (no code of the file runs)
-            custom = {keras_layers.REGISTERED_NAME: keras_layers.binary_activation_class()}
+            custom = keras_layers.own_classes()
             model = keras.models.load_model(str(path), compile=False, safe_mode=True, custom_objects=custom)
     except Exception as e:
         raise SnnexportError(f"{path}: Keras could not load the model: {first_line(e)}") from None
@@ -440,6 +440,16 @@ def _h_binary(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path
     return b.emit(layer, path, [("activation", ops.Activation(layer.mode))], ins, out)
 
 
+def _h_quantized(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path: str) -> Ref:
+    """QuantizedReLU: a clip at its trained threshold λ (a weight of the file), quantized to its levels."""
+    lam = float(b.take(layer, layer.lam).reshape(()))
+    problem = keras_layers.quantized_relu_problem(int(layer.levels), lam)
+    if problem is not None:
+        raise SnnexportError(f"layer {quote(layer.name)} (QuantizedReLU): its trained {problem}")
+    op = ops.Activation("clip", max_value=lam, levels=int(layer.levels))
+    return b.emit(layer, path, [("activation", op)], ins, out)
+
+
 def _h_noop(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path: str) -> Ref:
     return Ref(ins[0].name, out)  # inference identity: no node
 
@@ -460,6 +470,7 @@ _HANDLERS: dict[str, Handler] = {
     "Flatten": _h_reshape, "Reshape": _h_reshape,
     "ZeroPadding1D": _h_zeropad, "ZeroPadding2D": _h_zeropad,
     "Concatenate": _h_concat, "Add": _h_add, "Average": _h_add, "Subtract": _h_add, "Rescaling": _h_rescaling, "Normalization": _h_normalization, "BinaryActivation": _h_binary,
+    "QuantizedReLU": _h_quantized,
     **{name: _h_noop for name in NO_OPS},
 }
 assert set(_HANDLERS) | {"InputLayer"} == set(SUPPORTED_LAYERS)

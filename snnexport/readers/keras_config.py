@@ -27,6 +27,7 @@ _CONVERTED = (
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
     "BatchNormalization", "Activation", "ReLU", "Softmax", "Flatten", "Reshape",
     "ZeroPadding1D", "ZeroPadding2D", "Concatenate", "Add", "Average", "Subtract", "Rescaling", "Normalization", "BinaryActivation",
+    "QuantizedReLU",
 )
 # Identity at inference: no node is made for them.
 NO_OPS = (
@@ -149,12 +150,13 @@ def _cfg_name(entry: dict[str, Any]) -> str:
 def _is_builtin(entry: dict[str, Any]) -> bool:
     """False for classes registered by user code (Keras 3 writes them as 'package>Class').
 
-    snnexport's own BinaryActivation counts as built in: it is read with this package's code.
+    snnexport's own BinaryActivation and QuantizedReLU count as built in: they are read with this package's code.
     """
     reg = entry.get("registered_name")
     module = entry.get("module")
-    if entry.get("class_name") == "BinaryActivation":
-        return reg == keras_layers.REGISTERED_NAME and module in (None, "snnexport.keras_layers")
+    own = keras_layers.CLASS_NAMES.get(str(entry.get("class_name")))
+    if own is not None:
+        return reg == own and module in (None, "snnexport.keras_layers")
     if reg is not None and reg != entry.get("class_name"):
         return False
     return module is None or module == "keras" or str(module).startswith("keras.")
@@ -245,6 +247,10 @@ def _check_layer_cfg(entry: dict[str, Any], blockers: _Blockers) -> None:
         blockers.add("class", shown, name, shown)
         return
     cfg = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+    if cls == "QuantizedReLU":  # its values, from the JSON, before Keras builds the layer
+        problem = keras_layers.quantized_relu_problem(cfg.get("levels"), cfg.get("threshold"))
+        if problem is not None:
+            raise SnnexportError(f"layer {quote(name)} (QuantizedReLU): {problem}")
     if cfg.get("data_format") == "channels_first":
         blockers.add("channels_first", "", name, shown)
     if "activation" in cfg:
@@ -263,7 +269,8 @@ def supported_text() -> str:
         *_wrapped(list(NO_OPS)),
         f"Activations (a layer's activation=, Activation, ReLU): {', '.join(KERAS_ACTIVATIONS)}; ReLU(max_value) and",
         "  relu6 become a capped rectifier; softmax and linear only at the output; snnexport's BinaryActivation",
-        "  (sign, heaviside) for binary networks.",
+        "  (sign, heaviside) for binary networks; snnexport's QuantizedReLU (L levels, trained threshold λ) becomes",
+        "  a capped rectifier normalized by λ, with V starting at θ/2 (conversion-aware training, Bu et al. 2022).",
         "Max-pooling becomes a spiking gate wherever the pooled tensor is a max over spikes: after a rectifier",
         "  (or before one), after ZeroPadding of a rectified tensor, a channel Concatenate of such tensors, a",
         "  per-channel scale ≥ 0 of one (BatchNormalization with positive gamma), or any other sum of rectified",

@@ -209,7 +209,7 @@ def _is_builtin_layer(layer: Any) -> bool:
     import keras
 
     return ((type(layer).__module__.startswith("keras.") and isinstance(layer, keras.layers.Layer))
-            or type(layer) is keras_layers.binary_activation_class())
+            or type(layer) in keras_layers.own_classes().values())
 
 
 def _function_of(model: Any) -> Any:

@@ -44,6 +44,9 @@ def _activation(p: Population, z: jax.Array) -> jax.Array:
     f = p.activation
     if f == "relu":
         return jnp.maximum(z, 0)
+    if f == "clip" and p.levels is not None and p.max_value is not None:  # QuantizedReLU: λ·q(x/λ), normalized
+        top, levels = np.float32(p.max_value / p.scale), np.float32(p.levels)
+        return top * jnp.clip(jnp.floor(z * levels / top + np.float32(0.5)) / levels, 0, 1)
     if f == "clip":
         top = np.inf if p.max_value is None else np.float32(p.max_value / p.scale)
         return jnp.clip(z, 0, top)

@@ -28,7 +28,7 @@ def signature(net: Network) -> tuple:
     nodes = []
     for n in net.nodes:
         if isinstance(n, Population):
-            nodes.append(("pop", n.name, tuple(n.shape), n.activation, n.depth, n.max_value))
+            nodes.append(("pop", n.name, tuple(n.shape), n.activation, n.depth, n.max_value, n.levels))
         else:
             nodes.append(("gate", n.name, n.source, tuple(n.shape), tuple(n.pool), tuple(n.strides),
                           plain(n.padding)))
