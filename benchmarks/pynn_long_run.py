@@ -63,7 +63,8 @@ def child(script: Path, inputs: Path, block: int, steps: int) -> None:
     sys.stdout = open(os.devnull, "w")  # the script's own summary
     g["main"]()
     sys.stdout = sys.__stdout__
-    print(json.dumps({"blocks": blocks, "biological_time": nest.biological_time}))
+    log = nest.GetKernelStatus().get("spike_buffer_resize_log", {}).get("times", [])
+    print(json.dumps({"blocks": blocks, "biological_time": nest.biological_time, "resizes": len(log)}))
 
 
 def export(sim: str, folder: Path) -> Path:
@@ -101,7 +102,7 @@ def main() -> None:
             if proc.returncode != 0:
                 raise SystemExit(f"{sim}: failed\n{proc.stderr[-3000:]}")
             runs[sim] = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"CPU seconds per {args.block} samples (LeNet, T = {args.steps}, batch 1): nest.Simulate / whole sample loop")
+    print(f"CPU seconds per {args.block} samples (LeNet, T = {args.steps}, batch 1): simulation / whole sample loop")
     print("samples     " + "".join(f"{sim:>20s}" for sim in sims))
     for i in range(max(len(r["blocks"]) for r in runs.values())):
         row = f"{i * args.block:4d}-{(i + 1) * args.block:<4d}   "
@@ -112,8 +113,9 @@ def main() -> None:
     for sim in sims:
         sim_s = [b[0] for b in runs[sim]["blocks"]]
         q = max(1, len(sim_s) // 4)
-        print(f"{sim}: nest.Simulate first quarter {np.mean(sim_s[:q]):.2f} s, last quarter {np.mean(sim_s[-q:]):.2f} s "
-              f"per block; NEST time at the end {runs[sim]['biological_time']:.0f} ms")
+        print(f"{sim}: simulation {np.mean(sim_s[:q]):.2f} s per block in the first quarter, "
+              f"{np.mean(sim_s[-q:]):.2f} s in the last; NEST time at the end {runs[sim]['biological_time']:.0f} ms, "
+              f"{runs[sim]['resizes']} spike buffer resizes logged")
 
 
 if __name__ == "__main__":
