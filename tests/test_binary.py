@@ -9,8 +9,6 @@ population, included).
 
 from __future__ import annotations
 
-import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -49,18 +47,8 @@ def test_reader_reads_the_binary_layer_like_keras(mode: str, tmp_path: Path) -> 
 def test_a_foreign_class_of_the_same_name_is_refused(tmp_path: Path) -> None:
     """Another package's 'BinaryActivation' is user code: refused from the config, never loaded."""
     path, _, _ = _saved("sign", tmp_path)
-    with zipfile.ZipFile(path) as z:
-        files = {n: z.read(n) for n in z.namelist()}
-    cfg = json.loads(files["config.json"])
-    for layer in cfg["config"]["layers"]:
-        if layer["class_name"] == "BinaryActivation":
-            layer["registered_name"] = "mypackage>BinaryActivation"
-            layer["module"] = "mypackage.layers"
-    files["config.json"] = json.dumps(cfg).encode()
-    forged = tmp_path / "forged.keras"
-    with zipfile.ZipFile(forged, "w") as z:
-        for name, data in files.items():
-            z.writestr(name, data)
+    forged = model_zoo.edit_layers(path, "BinaryActivation", tmp_path / "forged.keras",
+                                    model_zoo.from_package("mypackage>BinaryActivation", "mypackage.layers"))
     with pytest.raises(SnnexportError, match="mypackage>BinaryActivation"):
         read_model(forged)
 

@@ -8,8 +8,6 @@ quantized ANN's activation, level for level.
 
 from __future__ import annotations
 
-import json
-import zipfile
 from pathlib import Path
 
 import keras
@@ -131,18 +129,8 @@ def test_trained_thresholds_are_recorded(tmp_path: Path) -> None:
 
 
 def _with_config(path: Path, tmp_path: Path, **values: object) -> Path:
-    with zipfile.ZipFile(path) as z:
-        files = {n: z.read(n) for n in z.namelist()}
-    cfg = json.loads(files["config.json"])
-    for layer in cfg["config"]["layers"]:
-        if layer["class_name"] == "QuantizedReLU":
-            layer["config"].update(values)
-    files["config.json"] = json.dumps(cfg).encode()
-    out = tmp_path / "edited.keras"
-    with zipfile.ZipFile(out, "w") as z:
-        for name, data in files.items():
-            z.writestr(name, data)
-    return out
+    return model_zoo.edit_layers(path, "QuantizedReLU", tmp_path / "edited.keras",
+                                 lambda layer: layer["config"].update(values))
 
 
 @pytest.mark.parametrize("values, message", [
@@ -172,18 +160,8 @@ def test_a_trained_threshold_that_is_not_positive_is_refused(tmp_path: Path) -> 
 
 def test_a_foreign_class_of_the_same_name_is_refused(tmp_path: Path) -> None:
     path, _, _ = _saved(4, tmp_path)
-    with zipfile.ZipFile(path) as z:
-        files = {n: z.read(n) for n in z.namelist()}
-    cfg = json.loads(files["config.json"])
-    for layer in cfg["config"]["layers"]:
-        if layer["class_name"] == "QuantizedReLU":
-            layer["registered_name"] = "other>QuantizedReLU"
-            layer["module"] = "other.layers"
-    files["config.json"] = json.dumps(cfg).encode()
-    forged = tmp_path / "forged.keras"
-    with zipfile.ZipFile(forged, "w") as z:
-        for name, data in files.items():
-            z.writestr(name, data)
+    forged = model_zoo.edit_layers(path, "QuantizedReLU", tmp_path / "forged.keras",
+                                   model_zoo.from_package("other>QuantizedReLU", "other.layers"))
     with pytest.raises(SnnexportError, match="other>QuantizedReLU"):
         read_model(forged)
 
