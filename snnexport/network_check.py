@@ -31,9 +31,8 @@ from .ops import ACTIVATIONS, OP_TYPES
 
 
 FORMAT = "snnexport-network"
-FORMAT_VERSION = 4  # 4: a population's levels (QuantizedReLU); 3: neuron.v_init and threshold_rule; 2:
-# provenance.model_format and model_producer (ONNX input). Older versions are read with the defaults of what came
-# later (1 as Keras, 0 and "ge", no levels).
+FORMAT_VERSION = 4  # 4: a population's levels (QuantizedReLU); 3: neuron.v_init and threshold_rule; 2: provenance.
+# model_format and model_producer (ONNX). Older files read with the defaults of what came later (Keras, 0, "ge", None).
 
 MAX_NAME = 4096  # characters in a name or the model file name
 MAX_VERSION = 256  # characters in a version string
@@ -375,16 +374,13 @@ class _Checker:
         pops = {n["name"]: k for k, n in enumerate(nodes) if n["type"] == "Population"}
         if output not in pops:
             self.fail("output", f"{_show(output)} is not a population of the network")
-        for k, n in enumerate(nodes):
-            if n["type"] == "Population" and n["activation"] in OUTPUT_ONLY and n["name"] != output:
+        for k, n in ((k, n) for k, n in enumerate(nodes) if n["type"] == "Population"):
+            if n["activation"] in OUTPUT_ONLY and n["name"] != output:
                 self.fail(f"nodes[{k}].activation", f"{_show(n['activation'])} is allowed only for the "
                                                     f"output population ({_show(output)})")
-        for k, n in enumerate(nodes):  # after the activation's own checks: levels need a capped rectifier
-            if n["type"] == "Population" and n["levels"] is not None and (n["activation"] != "clip"
-                                                                          or n["max_value"] is None):
-                self.fail(f"nodes[{k}].levels", "quantization levels belong to a 'clip' population with a max_value; "
-                                                f"this one is {_show(n['activation'])} with max_value "
-                                                f"{_show(n['max_value'])}")
+            if n["levels"] is not None and (n["activation"] != "clip" or n["max_value"] is None):  # QuantizedReLU
+                self.fail(f"nodes[{k}].levels", "quantization levels need a 'clip' population with a max_value, not "
+                                                f"{_show(n['activation'])} with max_value {_show(n['max_value'])}")
         return pops
 
     def projections(self, v: Any, g: _Names, pops: Mapping[str, int]) -> dict[str, list[str]]:

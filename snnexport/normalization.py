@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .graph import Graph, Node
-from .ops import (Activation, Add, Affine, AvgPool, Concat, Conv2D, ConvTranspose, Dense, Embed, MaxPool, Op, OpTable,
+from .ops import (Activation, Add, Affine, AvgPool, Concat, Conv2D, ConvTranspose, Dense, Embed, MaxPool, Op,
                   Pad, Reshape, Scale, Transpose)
+from .op_table import OpTable
 
 OUTPUT_ONLY = ("softmax", "linear")
 BINARY = ("sign", "heaviside")

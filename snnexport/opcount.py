@@ -30,7 +30,8 @@ import numpy as np
 from .scriptlib import runtime
 from .errors import SnnexportError
 from .network import Gate, Network, Projection
-from .ops import Affine, AvgPool, Conv2D, ConvTranspose, Dense, Embed, Op, OpTable, Pad, Reshape, Scale, Transpose
+from .ops import Affine, AvgPool, Conv2D, ConvTranspose, Dense, Embed, Op, Pad, Reshape, Scale, Transpose
+from .op_table import OpTable
 
 Shape = tuple[int, ...]
 Map = Callable[[np.ndarray], np.ndarray]

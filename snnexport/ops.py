@@ -12,9 +12,8 @@ projection between two spiking populations carries; the constant terms become th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -23,41 +22,12 @@ Shape = tuple[int, ...]
 Pad2 = tuple[tuple[int, int], tuple[int, int]]
 
 OP_TYPES: dict[str, type["Op"]] = {}
-F = TypeVar("F", bound=Callable)
 
 
 def register(cls: type["Op"]) -> type["Op"]:
     """Record an op class under its ``kind`` so that files can name it."""
     OP_TYPES[cls.kind] = cls
     return cls
-
-
-class OpTable(dict):
-    """How one concern (lowering, op counting, normalization, features) handles each op class.
-
-    Entries are added with the decorator ``table.add(Dense, ...)`` (Nengo's ``Builder.register`` is
-    the model); tests/test_registries.py checks that each table covers every op class it must.
-    """
-
-    def __init__(self, missing: str):
-        super().__init__()
-        self.missing = missing  # what an op without an entry is, for the message
-
-    def add(self, *classes: type["Op"], make: Callable[[Any], Any] = lambda fn: fn) -> Callable[[F], F]:
-        """Decorator: ``make(fn)`` becomes the entry of every class given."""
-        def decorate(fn: F) -> F:
-            for cls in classes:
-                self[cls] = make(fn)
-            return fn
-        return decorate
-
-    def of(self, op: "Op") -> Any:
-        """The entry of ``op``'s class."""
-        entry = self.get(type(op))
-        if entry is None:
-            from .errors import SnnexportError
-            raise SnnexportError(f"op {op.kind!r} {self.missing}")
-        return entry
 
 
 @dataclass(eq=False)

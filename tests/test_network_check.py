@@ -438,7 +438,7 @@ def test_a_version_3_file_reads_without_levels(lenet, tmp_path):
 
 @pytest.mark.parametrize("levels, activation, message", [
     (0, "clip", "levels: expected an integer in [1, 1025), got 0"),
-    (4, "relu", "levels: quantization levels belong to a 'clip' population with a max_value"),
+    (4, "relu", "levels: quantization levels need a 'clip' population with a max_value, not \"relu\""),
 ])
 def test_bad_levels(lenet, tmp_path, levels, activation, message):
     doc, members = unpack(lenet)

@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ..ops import Affine, AvgPool, Conv2D, ConvTranspose, Dense, Embed, Op, OpTable, Pad, Reshape, Scale, Transpose
+from ..ops import Affine, AvgPool, Conv2D, ConvTranspose, Dense, Embed, Op, Pad, Reshape, Scale, Transpose
+from ..op_table import OpTable
 
 if TYPE_CHECKING:
     from .gates import Layout

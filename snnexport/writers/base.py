@@ -9,8 +9,9 @@ from typing import BinaryIO, Callable
 import numpy as np
 
 from ..network import Network
-from ..ops import (Activation, Add, Affine, AvgPool, Concat, Conv2D, ConvTranspose, Dense, Embed, MaxPool, Op, OpTable,
+from ..ops import (Activation, Add, Affine, AvgPool, Concat, Conv2D, ConvTranspose, Dense, Embed, MaxPool, Op,
                    Pad, Reshape, Scale, Transpose)
+from ..op_table import OpTable
 
 NATIVE, APPROXIMATED, REFUSED = "native", "approximated", "refused"
 
