@@ -80,6 +80,12 @@ SUITE = (
                # on the first 2,000, 99.35 % from V = 0 and 99.65 % from V = θ/2 (the SNN's error then
                # the ANN's, 2.30 %; `snnexport simulate ... -n 2000 --steps 200 --clamp 2 --v-init 0.5`)
                steps=200, options=("--clamp", "2", "--v-init", "0.5")),
+    # issue 17: the paper network fine-tuned with QuantizedReLU (L = 16); the converter takes each trained
+    # threshold as λ and starts V at θ/2. T = 16: with the one-step delay of the exported scripts it is the
+    # smallest T within 0.1 pp of its ANN on the test set (validation/figures/quantized.json)
+    SuiteModel("mnist_maxpool_q16", HERE / "models" / "mnist_maxpool_q16.keras", "MNIST",
+               "– (conversion-aware training, Bu et al. 2022; not a network of the paper)",
+               "validation/train.py (fine-tuned from mnist_maxpool)", "1000", steps=16),
 )
 SIMS = ("reference", "brian2", "pynn", "nest", "nengo")
 

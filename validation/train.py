@@ -358,6 +358,33 @@ def finetune_quantized(base: str, levels: int, data: tuple[np.ndarray, ...], epo
                                   thresholds_initial=init, thresholds_trained=trained))
 
 
+QUANT_REFINE_LR = QUANT_LR / 4  # a further fine-tuning pass from the saved quantized model
+
+
+def refine_quantized(name: str, data: tuple[np.ndarray, ...], epochs: int, lr: float = QUANT_REFINE_LR) -> Path:
+    """The saved quantized model ``name`` fine-tuned ``epochs`` more at ``lr`` (its own seeded shuffle, seed
+    SEED + epochs already done, so the passes do not repeat the first one's order); the record keeps the
+    earlier passes under ``stages``."""
+    import keras
+
+    from snnexport.keras_layers import own_classes
+    previous = json.loads((MODELS / f"{name}.json").read_text())
+    model = keras.models.load_model(MODELS / f"{name}.keras", compile=False, custom_objects=own_classes())
+    stages = previous.get("stages") or [{k: previous[k] for k in ("epochs", "learning_rate", "seed", "train_seconds",
+                                                                    "test_error_percent")}]
+    done = sum(stage["epochs"] for stage in stages)
+    record = fit(model, data, epochs, lr=lr, seed=SEED + done)
+    stages = stages + [{k: record[k] for k in ("epochs", "learning_rate", "seed", "train_seconds",
+                                               "test_error_percent")}]
+    trained = {layer.name: float(layer.get_weights()[0]) for layer in model.layers
+               if type(layer).__name__ == "QuantizedReLU"}
+    keep = {k: previous[k] for k in ("dataset", "levels", "finetuned_from", "test_error_percent_before_finetuning",
+                                     "threshold_init_percentile", "thresholds_initial") if k in previous}
+    return save(model, name, dict(record, **keep, epochs=done + epochs,
+                                  train_seconds=round(sum(stage["train_seconds"] for stage in stages), 1),
+                                  stages=stages, thresholds_trained=trained))
+
+
 def train_mnist_maxpool_q(levels: int, epochs: int = 2) -> Path:
     return finetune_quantized("mnist_maxpool", levels, load(MNIST), epochs, "MNIST")
 
@@ -377,16 +404,30 @@ TRAINERS: dict[str, Callable[..., Path]] = {
     "fashion_cifarnet_q8": train_fashion_cifarnet_q8,
 }
 
+# the quantized models --refine can continue, and their data
+REFINABLE: dict[str, Callable[[], tuple[np.ndarray, ...]]] = {
+    **{f"mnist_maxpool_q{levels}": lambda: load(MNIST) for levels in (4, 8, 16)},
+    "fashion_cifarnet_q8": lambda: load(fashion_mnist_file()),
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Train the validation suite's models (seeded, CPU).")
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help=f"which to train (default: all): {', '.join(TRAINERS)}")
     p.add_argument("--epochs", type=int, default=None, help="override each model's default epochs")
+    p.add_argument("--refine", action="store_true",
+                   help=f"quantized models: fine-tune the saved model --epochs more (default 1) at {QUANT_REFINE_LR:g}")
     args = p.parse_args(argv)
     unknown = [m for m in args.models if m not in TRAINERS]
     if unknown:
         p.error(f"unknown model {unknown[0]!r}; choose from {', '.join(TRAINERS)}")
+    if args.refine:
+        for name in args.models:
+            if name not in REFINABLE:
+                p.error(f"--refine: {name!r} is not a quantized model; choose from {', '.join(REFINABLE)}")
+            refine_quantized(name, REFINABLE[name](), args.epochs or 1)
+        return 0
     for name in args.models or list(TRAINERS):
         kwargs = {} if args.epochs is None else {"epochs": args.epochs}
         TRAINERS[name](**kwargs)
