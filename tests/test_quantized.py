@@ -16,7 +16,9 @@ import pytest
 from keras import layers as L
 
 import model_zoo
+from backends import Reference, Script, assert_agree, total_spikes
 from cli_runner import snnexport
+from script_runner import every_simulator
 from snnexport.convert import convert
 from snnexport.errors import SnnexportError
 from snnexport.keras_layers import QuantizedReLU
@@ -104,6 +106,20 @@ def test_spike_counts_at_t_equal_levels_are_the_quantized_activations(levels: in
     np.testing.assert_array_equal(counts, want)
     # the network's own ANN (the reference for "the ANN's error") is the quantized one too
     np.testing.assert_allclose(ann_activations(net, x)["q1"] * levels, want, atol=1e-4)
+
+
+@pytest.mark.parametrize("writer", every_simulator())
+def test_exported_scripts_match_the_reference_from_half_threshold(writer: str, tmp_path: Path) -> None:
+    """A converted QuantizedReLU network (V from θ/2, λ its trained thresholds, a max-pool gate) on every
+    exported simulator at T = 2L, the small T these models are run at: the reference's spike counts."""
+    path, _, x = _saved(4, tmp_path)
+    net = convert(read_model(path), x)
+    assert net.neuron.v_init == 0.5
+    ours = Script(writer, tmp_path).run(net, x, steps=8)
+    ref = Reference().run(net, x, steps=8)
+    assert_agree(ours, ref)
+    assert total_spikes(ref) > 0
+    np.testing.assert_array_equal(ours["predictions"], ref["predictions"])
 
 
 def test_without_the_shift_the_counts_floor(tmp_path: Path) -> None:
