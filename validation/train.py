@@ -14,6 +14,9 @@ are the trained ReLU models ``mnist_maxpool`` and ``fashion_cifarnet`` with ever
 snnexport's ``QuantizedReLU`` (L = 4, 8, 16 levels; each threshold starting at the 99.9th percentile of
 that ReLU's activations on 2,000 training images) and fine-tuned (2 epochs, resp. 1, at a quarter of the
 learning rate), not trained from scratch as the QCFS paper does: train the ReLU model first.
+``--refine`` fine-tunes a saved quantized model further (``fashion_cifarnet_q8 --refine --epochs 2``: 2 more
+epochs at a sixteenth of the rate, which is how the committed ``fashion_cifarnet_q8`` was made; its record
+lists the passes under ``stages``).
 
 The bundled LeNet (``snnexport/data/lenet_mnist.h5``) is part of the suite but is not retrained
 here: ``examples/train_lenet.py`` made it.
