@@ -347,6 +347,50 @@ def build_pooled_blocks() -> keras.Model:
                                  name="pooled_blocks"), 33)
 
 
+def build_resnet_blocks() -> keras.Model:
+    """validation/train.py's mnist_resnet in small, on 12x12x1: a stride-2 stem Conv-BN-ReLU, an identity
+    block (Conv-BN-ReLU-Conv-BN + input, ReLU) and a downsampling block whose shortcut is a stride-2
+    Conv1x1-BN, then GlobalAveragePooling2D and a softmax Dense."""
+    def conv_bn(h, filters: int, kernel: int, strides: int, name: str):
+        h = Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=name)(h)
+        return L.BatchNormalization(name=f"{name}_bn")(h)
+
+    def block(h, filters: int, strides: int, name: str):
+        r = L.ReLU(name=f"{name}_relu1")(conv_bn(h, filters, 3, strides, f"{name}_conv1"))
+        r = conv_bn(r, filters, 3, 1, f"{name}_conv2")
+        skip = h if strides == 1 else conv_bn(h, filters, 1, strides, f"{name}_skip")
+        return L.ReLU(name=f"{name}_out")(L.Add(name=f"{name}_add")([r, skip]))
+
+    x = keras.Input((12, 12, 1), name="image")
+    h = L.ReLU(name="stem_relu")(conv_bn(x, 3, 3, 2, "stem"))
+    h = block(block(h, 3, 1, "block1"), 4, 2, "block2")
+    y = Dense(3, activation="softmax", name="out")(L.GlobalAveragePooling2D(name="gap")(h))
+    return randomize(keras.Model(x, y, name="resnet_blocks"), 36)
+
+
+def build_dense_blocks() -> keras.Model:
+    """validation/train.py's mnist_densenet in small, on 12x12x1: dense blocks of BN-ReLU-Conv3x3 layers, each
+    fed the Concatenate of every earlier (linear) convolution output, a BN-ReLU-Conv1x1-AveragePooling2D
+    transition between them, then BN-ReLU-GlobalAveragePooling2D and a softmax Dense."""
+    def bn_relu_conv(h, filters: int, kernel: int, name: str):
+        h = L.ReLU(name=f"{name}_relu")(L.BatchNormalization(name=f"{name}_bn")(h))
+        return Conv2D(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(h)
+
+    def dense_block(h, name: str):
+        maps = [h]
+        for i in (1, 2):
+            joined = maps[0] if len(maps) == 1 else L.Concatenate(name=f"{name}_cat{i}")(maps)
+            maps.append(bn_relu_conv(joined, 2, 3, f"{name}_l{i}"))
+        return L.Concatenate(name=f"{name}_out")(maps)
+
+    x = keras.Input((12, 12, 1), name="image")
+    h = dense_block(Conv2D(3, 3, strides=2, padding="same", use_bias=False, name="stem")(x), "dense1")
+    h = L.AveragePooling2D(2, name="trans_pool")(bn_relu_conv(h, 4, 1, "trans"))
+    h = L.ReLU(name="final_relu")(L.BatchNormalization(name="final_bn")(dense_block(h, "dense2")))
+    y = Dense(3, activation="softmax", name="out")(L.GlobalAveragePooling2D(name="gap")(h))
+    return randomize(keras.Model(x, y, name="dense_blocks"), 37)
+
+
 def build_resampling() -> keras.Model:
     """Conv2DTranspose ('same', stride 2, then BatchNormalization and ReLU; 'valid' with output_padding),
     Cropping2D, a MaxPool of the cropped ReLU, UpSampling2D (nearest, unequal factors) and Permute (height and
@@ -410,6 +454,8 @@ BUILDERS = {
     "pooled_blocks": build_pooled_blocks,
     "resampling": build_resampling,
     "resampling_1d": build_resampling_1d,
+    "resnet_blocks": build_resnet_blocks,
+    "dense_blocks": build_dense_blocks,
 }
 
 

@@ -186,6 +186,28 @@ def test_the_max_pools_of_the_applications_become_gates_and_keep_the_function(zo
     np.testing.assert_allclose(got / got.sum(1, keepdims=True), want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name, populations", [
+    ("resnet_blocks", ["stem_relu", "block1_relu1", "block1_out", "block2_relu1", "block2_out", "out"]),
+    # DenseNet concatenates convolution outputs before any activation: each BN → ReLU over a concatenation
+    # is one population whose synapses compose the convolutions of every earlier map
+    ("dense_blocks", ["dense1_l1_relu", "dense1_l2_relu", "trans_relu", "dense2_l1_relu", "dense2_l2_relu",
+                      "final_relu", "out"]),
+])
+def test_resnet_and_densenet_blocks_convert_and_keep_the_function(zoo, name: str, populations: list[str]):
+    """The validation suite's mnist_resnet and mnist_densenet architectures (issue 14), in small: one
+    population per rectifier and the output, and the description evaluated as an ANN is Keras' function."""
+    import model_zoo
+    from snnexport.simulator import ann_activations
+    net, x = zoo(name)
+    assert [p.name for p in net.populations] == populations
+    assert not [n for n in net.nodes if isinstance(n, Gate)]
+    want = model_zoo.BUILDERS[name]().predict(x, verbose=0)
+    assert want.std(axis=0).max() > 1e-3  # outputs that differ between inputs: a dead net would prove nothing
+    z = ann_activations(net, x)[net.output] * net.node(net.output).scale
+    got = np.exp(z - z.max(1, keepdims=True))
+    np.testing.assert_allclose(got / got.sum(1, keepdims=True), want, rtol=1e-5, atol=1e-6)
+
+
 def _signed_pool_graph() -> Graph:
     """Xception's pattern: conv → BN → max-pool → + shortcut, twice; no rectifier before either pool."""
     nodes, prev = [], "in"
