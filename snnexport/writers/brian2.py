@@ -41,7 +41,7 @@ DEFAULT_TARGET = "numpy"
 AUTO_STANDALONE_SAMPLES = 100
 DEFAULT_REASON = (f"cpp_standalone (compiled once, about 30 s) for {AUTO_STANDALONE_SAMPLES} samples or more where a "
                   "C++ compiler and make are found, else runtime")
-MAX_ROUNDS = 1024  # measured on the LeNet: about 0.5 s per run of the program besides its loop
+MAX_ROUNDS = 1024  # measured on the LeNet: a run of the program costs about 0.3 s besides its loop
 ROUND_MEMORY = 2 ** 28
 # --batch by default: copies of the network whose synapses fit this memory, at most MAX_BATCH
 MEMORY_BUDGET = 2 ** 30
