@@ -8,14 +8,16 @@ semantics in tests/test_semantics.py.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from backends import Reference, Script, assert_agree, with_options
 from conftest import BUNDLED_SAMPLES, needs
-from script_runner import export, run_for_results
+from script_runner import export, run_for_results, run_script
 from snnexport.scriptlib.runtime import coerce_samples
 from snnexport.network import Gate, InputSpec, Network, Neuron, Population, Projection
 from snnexport.ops import Conv2D
@@ -80,17 +82,46 @@ def test_batches_keep_signs_gates_on_gates_poisson_input_and_softmax(zoo, tmp_pa
 
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
                     reason="no C++ compiler (g++) for Brian2's cpp_standalone device")
-def test_cpp_standalone_and_its_threads_give_the_runtime_results(zoo, tmp_path):
+@pytest.mark.parametrize("sign", [False, True], ids=["offers", "slots"])
+def test_cpp_standalone_and_its_threads_give_the_runtime_results(zoo, tmp_path, sign):
     """The C++ standalone device, compiled once and run per batch (5 samples at --batch 2: the last
-    batch has a silent copy), on one OpenMP thread and on two: the runtime device's results exactly.
-    The network has sign populations, a gate on a gate and Poisson input."""
+    batch has a silent copy): the runtime device's results exactly (numpy: slots compare every cell of
+    a window; the tally counts each step's spikes). The network has a gate on a gate. Without sign
+    layers, analog input: the compiled gates take offers and a rate monitor counts each step's spikes,
+    on one OpenMP thread and on two. With a sign layer, Poisson input: slots and the tally there too."""
     net, _ = zoo("maxpool_stride")
-    net = with_options(net, "poisson", "subtract", 0, sign=True)
+    net = with_options(net, "poisson" if sign else "analog", "subtract", 0, sign=sign)
     x = np.random.default_rng(6).uniform(0, 1, (5,) + tuple(net.input.shape)).astype(np.float32)
     script = export("brian2", net, tmp_path / "snn_brian2.py")
     options = ("--steps", "30", "--batch", "2")
     runtime = run_for_results(script, x, *options, "--device", "runtime")
+    assert (runtime["gate_counts_1"] != 0).any()  # spikes pass through both gates
     standalone = run_for_results(script, x, *options, "--device", "cpp_standalone", timeout=900)
     assert_same_results(runtime, standalone)
-    threads = run_for_results(script, x, *options, "--device", "cpp_standalone", "--threads", "2", timeout=900)
-    assert_same_results(runtime, threads)
+    if not sign:
+        threads = run_for_results(script, x, *options, "--device", "cpp_standalone", "--threads", "2", timeout=900)
+        assert_same_results(runtime, threads)
+
+
+def test_cpp_standalone_refuses_a_batch_longer_than_its_clocks_stay_in_step(bundled, tmp_path):
+    """cpp_standalone runs a batch's samples one after another: beyond 2**15 steps a run, Brian2's clock
+    of the samples' starts would drift from the steps' clock, so a longer batch is refused in one line,
+    before anything is built; the default batch splits the samples into runs within that bound."""
+    _, net, _ = bundled
+    script = export("brian2", net, tmp_path / "snn_brian2.py")
+    proc = run_script(script, "--input", str(BUNDLED_SAMPLES), "-n", "10", "--steps", "4000", "--batch", "9",
+                      "--device", "cpp_standalone", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().endswith("error: argument --batch: at most 8 with --device cpp_standalone at 4000 "
+                                        "steps (its samples run one after another, at most 32768 steps a run), got 9")
+    module = load_module(script)
+    args = SimpleNamespace(device="cpp_standalone", steps=4000, readout="count", samples=10)
+    assert module.default_batch(10, args)[0] == 5  # 2 runs of 5 (at most 8 a run), not 1 run of 10
+
+
+def load_module(script):
+    """The exported script as a module, its main() not run."""
+    spec = importlib.util.spec_from_file_location(script.stem, script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -9,13 +9,14 @@ how Brian2's schedule gives exactly one step of delay per population is explaine
 ``--batch B`` samples run at once as B independent copies of the network in one Brian2 network (the
 synapse indices of copy b shifted by b*n); a last, smaller batch fills its remaining copies with
 silent input (cpp_standalone runs the samples one after another instead, as rounds of one run).
-Max-pool gates are exact and in Brian2's own generated code, no Python between steps: each gate's
-source folds its spike count and the step of its last change into one rank; in compiled code each
-spike offers its cell to its windows through a synapse (the window keeps the best key offered), on
-numpy and after sign layers "slot" neurons compare the ranks of a window's cells through summed
-variables; a relay ``NeuronGroup`` fires the spike of the window's winner. Nothing is recorded per
-spike but the output's: every group counts its spikes per sample, a tally group sums each
-population's spikes per step. So the same network also runs on the ``cpp_standalone`` device
+Max-pool gates are exact and in Brian2's own generated code, no Python between steps: a cell's rank
+folds its spike count and the step of its last change into one number; in compiled code each spike
+offers its cell, ranked from its count, to its windows through a synapse (the window keeps the best
+key offered), on numpy and after sign layers "slot" neurons compare the ranks of a window's cells
+through summed variables; a relay ``NeuronGroup`` fires the spike of the window's winner. Nothing is
+recorded per spike but the output's: every group counts its spikes per sample, and each population's
+spikes per step are counted by a PopulationRateMonitor (one copy) or summed per copy by a tally
+group. Synapses are stored source by source. So the same network also runs on the ``cpp_standalone`` device
 (``--device cpp_standalone``, ``--threads N`` for OpenMP): compiled once, then run once per batch with
 that batch's input (``device.run(run_args=...)``, Brian2 >= 2.6), writing back little more than the
 network itself.
@@ -40,7 +41,8 @@ DEFAULT_TARGET = "numpy"
 AUTO_STANDALONE_SAMPLES = 100
 DEFAULT_REASON = (f"cpp_standalone (compiled once, about 30 s) for {AUTO_STANDALONE_SAMPLES} samples or more where a "
                   "C++ compiler and make are found, else runtime")
-MAX_ROUNDS = 128
+MAX_ROUNDS = 1024  # measured on the LeNet: a run of the program costs about 0.3 s besides its loop
+ROUND_MEMORY = 2 ** 28
 # --batch by default: copies of the network whose synapses fit this memory, at most MAX_BATCH
 MEMORY_BUDGET = 2 ** 30
 BYTES_PER_SYNAPSE = 50  # Brian2's memory per synapse, runtime and cpp_standalone, measured on the LeNet
@@ -64,7 +66,8 @@ class Brian2Writer(ScriptWriter):
         return {"default_device": DEFAULT_DEVICE, "default_target": DEFAULT_TARGET,
                 "default_device_reason": DEFAULT_REASON, "memory_budget": MEMORY_BUDGET,
                 "bytes_per_synapse": BYTES_PER_SYNAPSE, "max_batch": MAX_BATCH,
-                "auto_standalone_samples": AUTO_STANDALONE_SAMPLES, "max_rounds": MAX_ROUNDS}
+                "auto_standalone_samples": AUTO_STANDALONE_SAMPLES, "max_rounds": MAX_ROUNDS,
+                "round_memory": ROUND_MEMORY}
 
     capabilities = {
         "reset_subtract": (NATIVE, 'reset="v -= theta"'),
