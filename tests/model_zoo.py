@@ -459,7 +459,6 @@ BUILDERS = {
 }
 
 
-
 def edit_layers(path, class_name: str, out, edit):
     """A copy of the .keras file ``path`` at ``out`` in which ``edit(layer)`` changed the config entry of
     every layer of ``class_name`` (e.g. a look-alike class of another package, or out-of-range values)."""
