@@ -26,7 +26,8 @@ from .errors import SnnexportError
 from .graph import Graph, Node
 from .network import (Gate, InputSpec, Network, Neuron, Normalization, Population, Projection,
                       Provenance, Settings)
-from .normalization import BINARY, LINEAR, OUTPUT_ONLY, bound_scales, constant_term, percentile_scales
+from .normalization import (BINARY, LINEAR, OUTPUT_ONLY, Forward, bound_scales, constant_term, percentile_inputs,
+                            percentile_scales)
 from .ops import Activation, Add, Affine, Concat, Conv2D, Dense, Embed, MaxPool, Op, Pad, Reshape, Scale
 from .simplify import simplify
 
@@ -58,7 +59,8 @@ def convert(graph: Graph, calibration: np.ndarray | None = None, percentile: flo
         lambdas = {n.name: 1.0 for n in structure.spiking}
         norm = Normalization("none")
     elif calibration is not None:
-        lambdas = percentile_scales(graph, structure.spiking, calibration, percentile)
+        lambdas = percentile_scales(structure.spiking, graph.shapes, graph.output, structure.calibration_pass(),
+                                    calibration, percentile)
         norm = Normalization("percentile", percentile, len(calibration), data_sha256)
     else:
         lambdas, norm = _uncalibrated(graph, structure)
@@ -194,6 +196,20 @@ class _Structure:
             else:
                 depth[n.name] = 1 + max(depth[src] for src, _ in self.paths[n.name])
         return depth
+
+    def calibration_pass(self) -> Forward:
+        """The ANN's forward pass for calibration, compiled: the reference simulator's JAX ANN of this
+        network with λ = 1 everywhere (each population's activation is then the ANN's own; the output's and
+        binary populations' pre-activations are returned instead, as percentile_scales asks). Numpy's
+        forward pass cost seconds per image on an ImageNet model; the weights are shared, not copied."""
+        import jax
+
+        from .simulator.ann import ann_program  # JAX: imported where a calibration runs
+        unit = self.build({n.name: 1.0 for n in self.spiking}, "subtract", "analog", Normalization("none"),
+                          Provenance(), consume=False)
+        fn = ann_program(unit, keep=[n.name for n in self.spiking if isinstance(n.op, Activation)],
+                         pre=percentile_inputs(self.spiking))
+        return lambda x: {k: np.asarray(v) for k, v in jax.device_get(fn(x)).items()}
 
     def build(self, lambdas: dict[str, float], reset: str, encoding: str, norm: Normalization,
               provenance: Provenance, consume: bool) -> Network:

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .graph import Graph, Node
+from .graph import Node
 from .ops import (Activation, Add, Affine, AvgPool, Concat, Conv2D, ConvTranspose, Dense, Embed, MaxPool, Op,
-                  Pad, Reshape, Scale, Transpose)
+                  Pad, Reshape, Scale, Shape, Transpose)
 from .op_table import OpTable
 
 OUTPUT_ONLY = ("softmax", "linear")
@@ -162,33 +162,48 @@ def _kept(p: float, values: int) -> int:
     return int(np.floor((values - 1) * (1.0 - p / 100.0))) + 2 + values // 2**20
 
 
-def percentile_scales(graph: Graph, spiking: list[Node], x: np.ndarray, p: float) -> dict[str, float]:
-    """λ per population: the p-th percentile of its nonzero activations (pre-activation for the output);
+# The calibration's ANN: a batch of samples → per population its activation, or for the output and binary
+# populations the pre-activation (what λ is the percentile of). The converter evaluates it compiled (JAX).
+Forward = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+def percentile_inputs(spiking: list[Node]) -> set[str]:
+    """The populations whose λ is a percentile of their pre-activation (output-only and binary), not of
+    their activation."""
+    return {n.name for n in spiking if isinstance(n.op, Activation) and n.op.function in OUTPUT_ONLY + BINARY}
+
+
+def percentile_scales(spiking: list[Node], shapes: dict[str, Shape], output: str, forward: Forward,
+                      x: np.ndarray, p: float) -> dict[str, float]:
+    """λ per population: the p-th percentile of its nonzero ANN activations (pre-activation for the output);
     for binary populations the (100 − p)-th percentile of the nonzero |pre-activation| (module docstring).
 
     Streaming and exact: batches small enough to keep about CALIBRATION_BATCH_BYTES of activations, and
     per population only the values the percentile can need (the largest (1 − p/100) of them, or the
     smallest for binary populations): memory grows with 0.1 % of the samples at p = 99.9. The result is
-    bit for bit np.percentile's over all the values.
+    bit for bit np.percentile's over all the values ``forward`` gives. Every batch has the same number of
+    rows (the last one padded, its padding dropped): a compiled forward pass is compiled once.
     """
     pops = [n for n in spiking if isinstance(n.op, Activation)]
-    pre = OUTPUT_ONLY + BINARY
-    keep = {n.name: (n.inputs[0] if n.op.function in pre else n.name) for n in pops}
     q = {n.name: 100.0 - p if n.op.function in BINARY else p for n in pops}
-    size = {k: int(np.prod(graph.shapes[v])) for k, v in keep.items()}
-    extremes = {k: _Extreme(_kept(q[k], size[k] * len(x)), low=q[k] < 50.0) for k in keep}
-    batch = int(max(1, min(100, CALIBRATION_BATCH_BYTES // max(1, 4 * sum(size.values())))))
+    size = {n.name: int(np.prod(shapes[n.name])) for n in pops}
+    extremes = {k: _Extreme(_kept(q[k], size[k] * len(x)), low=q[k] < 50.0) for k in size}
+    signed = {n.name for n in pops if n.name != output or n.op.function not in OUTPUT_ONLY}
+    batch = int(max(1, min(100, len(x), CALIBRATION_BATCH_BYTES // max(1, 4 * sum(size.values())))))
     started = last = time.monotonic()
     for start in range(0, len(x), batch):
         if time.monotonic() - last >= PROGRESS_SECONDS:  # a large model's calibration takes minutes
             last = time.monotonic()
             print(f"snnexport: calibration: {start} of {len(x)} samples ({last - started:.0f} s)", file=sys.stderr)
-        acts = graph.run(x[start:start + batch], keep=set(keep.values()), batch=batch)
-        for name, src in keep.items():
-            a = acts[src].ravel()
-            if name != graph.output or graph.node(name).op.function not in OUTPUT_ONLY:
+        rows = x[start:start + batch]
+        if len(rows) < batch:
+            rows = np.concatenate([rows, np.zeros((batch - len(rows),) + rows.shape[1:], rows.dtype)])
+        acts = forward(rows)
+        for name, ext in extremes.items():
+            a = acts[name][:len(x) - start].ravel()
+            if name in signed:
                 a = np.abs(a)  # sign activations spike both ways; relu values are already >= 0
-            extremes[name].add(a[a > 0])
+            ext.add(a[a > 0])
         del acts
     out = {}
     for name, ext in extremes.items():

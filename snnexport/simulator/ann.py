@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
@@ -17,13 +17,16 @@ from .gates import maxpool_fn
 from .lowering import chain
 
 
-def _build_ann(net: Network, keep_all: bool) -> Callable:
+def _build_ann(net: Network, keep: tuple[str, ...] | None, pre: frozenset[str]) -> Callable:
+    """keep: the nodes returned (None: only the output, as an array); pre: populations returned as
+    their input z rather than their activation."""
     pops = {p.name: i for i, p in enumerate(net.populations)}
     chains = [chain(p.ops, net.shape_of(p.source)) for p in net.projections]
     incoming = {name: [j for j, pr in enumerate(net.projections) if pr.target == name] for name in pops}
 
     def forward(params: dict, x: jax.Array) -> dict[str, jax.Array] | jax.Array:
         acts = {net.input.name: x}
+        raw: dict[str, jax.Array] = {}
         rows = x.shape[0]
         for node in net.nodes:
             if isinstance(node, Gate):
@@ -33,8 +36,13 @@ def _build_ann(net: Network, keep_all: bool) -> Callable:
             for j in incoming[node.name]:
                 src = net.projections[j].source
                 z = z + chains[j][0](params["proj"][j], acts[src]).reshape((rows,) + tuple(node.shape))
-            acts[node.name] = _activation(node, jnp.broadcast_to(z, (rows,) + tuple(node.shape)))
-        return acts if keep_all else acts[net.output]
+            z = jnp.broadcast_to(z, (rows,) + tuple(node.shape))
+            acts[node.name] = _activation(node, z)
+            if node.name in pre:
+                raw[node.name] = z
+        if keep is None:
+            return acts[net.output]
+        return {k: raw[k] if k in raw else acts[k] for k in keep}
 
     return jax.jit(forward)
 
@@ -59,10 +67,16 @@ def _activation(p: Population, z: jax.Array) -> jax.Array:
     raise SnnexportError(f"unknown activation {f!r}")
 
 
-def ann_program(net: Network, keep_all: bool = False) -> Callable[[np.ndarray], Any]:
-    """A jitted ANN forward pass of the description: x (N, *in) → output (or every activation)."""
-    key = ("ann", signature(net), keep_all, jax.default_backend())
-    fn = cached(key, lambda: _build_ann(skeleton(net), keep_all))
+def ann_program(net: Network, keep_all: bool = False, keep: Iterable[str] | None = None,
+                pre: Iterable[str] = ()) -> Callable[[np.ndarray], Any]:
+    """A jitted ANN forward pass of the description: x (N, *in) → its output, or a dict of every node
+    (``keep_all``) or of the ``keep`` nodes; populations named in ``pre`` give their input z instead
+    of their activation (the calibration's pre-activations of binary and output populations)."""
+    names = tuple(n.name for n in net.nodes) + (net.input.name,) if keep_all else keep
+    names = None if names is None else tuple(sorted(set(names)))
+    pre = frozenset(pre)
+    key = ("ann", signature(net), names, tuple(sorted(pre)), jax.default_backend())
+    fn = cached(key, lambda: _build_ann(skeleton(net), names, pre))
     weights = jax.tree_util.tree_map(jnp.asarray, params(net))
     return lambda x: fn(weights, jnp.asarray(x, jnp.float32))
 
