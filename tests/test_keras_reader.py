@@ -393,6 +393,7 @@ def test_the_layer_listing_names_every_supported_layer() -> None:
     from snnexport.readers.keras_config import supported_text
     text = supported_text()
     assert all(re.search(rf"\b{name}\b", text) for name in SUPPORTED_LAYERS if name != "InputLayer")
+    assert "UpSampling2D interpolation: 'nearest', 'bilinear', 'bicubic', 'lanczos3', 'lanczos5'" in text
     assert main(["--layers"]) == 0
 
 
