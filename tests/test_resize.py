@@ -110,3 +110,19 @@ def test_resize_projection_holds_the_nonzero_weights_only(tmp_path: Path) -> Non
     ratio = m[kron != 0] / kron[kron != 0]
     np.testing.assert_allclose(ratio, ratio[0], rtol=1e-5)
     assert (m[kron == 0] == 0).all()
+
+
+def test_one_axis_resize_is_counted_without_a_synapse_list(tmp_path: Path) -> None:
+    """Factors (3, 1): one Dense in the chain, so opcount counts it from indicator maps; the same degrees as
+    the expanded synapses."""
+    model = _upsampling_model((4, 5, 2), (3, 1), "bicubic")
+    model.save(tmp_path / "m.h5")
+    net = convert(read_model(tmp_path / "m.h5"), rng.uniform(size=(8, 4, 5, 2)).astype(np.float32))
+    proj = next(p for p in net.projections if any(isinstance(op, Dense) for op in p.ops))
+    assert sum(isinstance(op, Dense) for op in proj.ops) == 1
+    pre, post, _ = net.synapses(proj)
+    fan_in, fan_out = opcount.projection_degrees(net, proj)
+    np.testing.assert_array_equal(fan_in, np.bincount(post, minlength=fan_in.size))
+    np.testing.assert_array_equal(fan_out, np.bincount(pre, minlength=fan_out.size))
+    per_row = (keras_matrix("bicubic", 4, 12) != 0).sum(axis=1)  # synapses of each output row, per cell
+    np.testing.assert_array_equal(fan_in.reshape(12, 5, 2), np.broadcast_to(per_row[:, None, None], (12, 5, 2)))
