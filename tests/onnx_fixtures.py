@@ -133,6 +133,22 @@ def pool_case(op: str, size: int = 9, c: int = 3, **attrs: Any) -> Callable[[], 
     return build
 
 
+def resize_case(mode: str, coords: str, scales: list[float] | None = None, sizes: list[int] | None = None,
+                shape: tuple[int, ...] = (2, 5, 4), opset: int = DEFAULT_OPSET, **attrs: Any
+                ) -> Callable[[], onnx.ModelProto]:
+    """Resize of a ReLU (nn.Upsample exports scales; a size= export gives sizes), then a readout. Before
+    opset 13 roi and scales must be present (empty when unused)."""
+    def build() -> onnx.ModelProto:
+        b = Builder(shape, opset=opset)
+        empty = b.const(np.zeros(0, np.float32)) if opset < 13 else ""
+        ins = [b.relu(b.x), empty, b.const(scales) if scales else empty]
+        if sizes:
+            ins.append(b.const(sizes, np.int64))
+        r = b.op("Resize", ins, mode=mode, coordinate_transformation_mode=coords, **attrs)
+        return b.model(b.readout(r))
+    return build
+
+
 def residual_block() -> onnx.ModelProto:
     """Conv-BN-Relu-Conv-BN + skip Add, Relu, then global pooling and a classifier."""
     b = Builder((4, 8, 8))
@@ -386,6 +402,20 @@ FIXTURES: dict[str, Callable[[], onnx.ModelProto]] = {
     "pad_11": pad_op(11),
     "pad_18_axes": pad_op(18),
     "one_d": one_d,
+    # Resize: modes linear and nearest, every coordinate transformation, up and down, sizes or scales
+    "resize_linear_half_pixel": resize_case("linear", "half_pixel", [1, 1, 2, 2]),
+    "resize_linear_pytorch_half_pixel": resize_case("linear", "pytorch_half_pixel", [1, 1, 3, 1.5]),
+    "resize_linear_align_corners_sizes": resize_case("linear", "align_corners", sizes=[3, 2, 9, 7]),
+    "resize_linear_asymmetric_down": resize_case("linear", "asymmetric", [1, 1, 0.6, 0.75]),
+    "resize_linear_half_pixel_down": resize_case("linear", "half_pixel", [1, 1, 0.5, 1.25]),
+    "resize_linear_1d": resize_case("linear", "half_pixel", [1, 1, 2.5], shape=(3, 7)),
+    "resize_linear_opset_11": resize_case("linear", "align_corners", [1, 1, 2, 3], opset=11),
+    "resize_linear_antialias_up": resize_case("linear", "half_pixel", [1, 1, 2, 3], opset=18, antialias=1),
+    "resize_nearest_asymmetric_floor": resize_case("nearest", "asymmetric", [1, 1, 2, 3], nearest_mode="floor"),
+    "resize_nearest_half_pixel": resize_case("nearest", "half_pixel", [1, 1, 1.5, 2]),
+    "resize_nearest_ceil_down": resize_case("nearest", "align_corners", sizes=[3, 2, 3, 3], nearest_mode="ceil"),
+    "resize_nearest_prefer_ceil": resize_case("nearest", "pytorch_half_pixel", [1, 1, 3, 2],
+                                              nearest_mode="round_prefer_ceil"),
     "cnn_opset_9": mini_cnn(9),
     "cnn_opset_11": mini_cnn(11),
     "cnn_opset_13": mini_cnn(13),

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from snnexport import ops
+from snnexport.resize import keras_matrix, separable_chain
 from snnexport.scriptlib import connectivity
 
 rng = np.random.default_rng(1)
@@ -24,6 +25,18 @@ def _forward(ops_chain, x):
 
 def _k(*shape):
     return rng.normal(size=shape).astype(np.float32)
+
+
+def _resize(method, in_shape, factors):
+    h, w, _ = in_shape
+    return [op for _, op in separable_chain(keras_matrix(method, h, h * factors[0]),
+                                            keras_matrix(method, w, w * factors[1]))]
+
+
+def _sparse(*shape):
+    k = _k(*shape)
+    k[rng.random(shape) < 0.6] = 0
+    return k
 
 
 CASES = {
@@ -49,6 +62,10 @@ CASES = {
     "affine": ([ops.Affine(_k(3))], (2, 2, 3)),
     "scale": ([ops.Scale(0.7)], (5,)),
     "flatten then dense": ([ops.Reshape((24,)), ops.Dense(_k(24, 3))], (2, 4, 3)),
+    "bilinear resize, factors 2 and 3": (_resize("bilinear", (5, 4, 3), (2, 3)), (5, 4, 3)),
+    "bicubic resize of the rows only": (_resize("bicubic", (3, 4, 2), (3, 1)), (3, 4, 2)),
+    "lanczos3 resize of the columns only": (_resize("lanczos3", (2, 5, 2), (1, 2)), (2, 5, 2)),
+    "dense with zero weights, on the last axis": ([ops.Dense(_sparse(4, 5))], (3, 2, 4)),
     "pad, conv, avgpool, flatten, dense": ([ops.Pad(((1, 0), (0, 1))), ops.Conv2D(_k(3, 3, 2, 3), None, (1, 1), ((1, 1), (1, 1))),
                                             ops.AvgPool((2, 2), (2, 2)), ops.Reshape((27,)), ops.Dense(_k(27, 4))], (5, 5, 2)),
 }

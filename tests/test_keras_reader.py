@@ -255,7 +255,8 @@ def test_custom_registered_layer_is_refused(tmp_path: Path) -> None:
     (zoo.Conv2D(2, 3, activation="sigmoid", name="conv"), ("'conv'", "'sigmoid'")),
     (L.ReLU(negative_slope=0.1, name="lrelu"), ("'lrelu'", "negative_slope")),
     (L.ReLU(threshold=0.5, name="trelu"), ("'trelu'", "threshold")),
-    (L.UpSampling2D(interpolation="bilinear", name="smooth"), ("'smooth' (UpSampling2D)", "only 'nearest'")),
+    # 'area' exists on Keras' TensorFlow backend only; no fixed interpolation matrix here reproduces it
+    (L.UpSampling2D(interpolation="area", name="smooth"), ("'smooth' (UpSampling2D)", "'area'", "'bilinear'")),
 ])
 def test_unsupported_layers_and_activations(tmp_path: Path, layer: L.Layer, needles: tuple[str, ...]) -> None:
     tiny(layer, L.Flatten(), zoo.Dense(2)).save(tmp_path / "m.h5")
@@ -392,6 +393,7 @@ def test_the_layer_listing_names_every_supported_layer() -> None:
     from snnexport.readers.keras_config import supported_text
     text = supported_text()
     assert all(re.search(rf"\b{name}\b", text) for name in SUPPORTED_LAYERS if name != "InputLayer")
+    assert "UpSampling2D interpolation: 'nearest', 'bilinear', 'bicubic', 'lanczos3', 'lanczos5'" in text
     assert main(["--layers"]) == 0
 
 

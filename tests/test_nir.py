@@ -226,6 +226,20 @@ def test_refused_features_and_the_approximation_flag(tmp_path, capsys, zoo):
     assert code == 1 and "only to --to nir" in err
 
 
+def test_every_feature_has_an_entry_and_resampling_is_refused_in_one_line(tmp_path, capsys, zoo):
+    """NIR has no transposed convolution or axis permutation: the zoo's resampling model (Conv2DTranspose,
+    nearest and bilinear UpSampling2D, Permute) is refused in one line, not with an internal error."""
+    from snnexport.writers.base import FEATURES
+    from snnexport.writers.nir import NirWriter
+    assert list(NirWriter.capabilities) == list(FEATURES)
+    net, _ = zoo("resampling")
+    net.save(tmp_path / "r.snn")
+    capsys.readouterr()  # the conversion's own messages
+    code, _, err = _cli(capsys, tmp_path / "r.snn", "--to", "nir", "-o", tmp_path / "r.nir")
+    assert code == 1 and err.count("\n") == 1 and "cannot express conv transpose" in err, err
+    assert not (tmp_path / "r.nir").exists()
+
+
 @pytest.mark.parametrize("model", ["avgpool", "residual", "depthwise", "zero_padding"])
 def test_round_trip_of_zoo_geometry(model, zoo, tmp_path):
     """Padded average pooling, sums, grouped convolutions, asymmetric padding: written and read back,

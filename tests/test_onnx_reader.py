@@ -228,8 +228,25 @@ def unsupported_models(tmp: Path) -> dict[str, tuple[Path, str]]:
     put("lstm", b.model(y), "LSTM")
 
     b = tiny()
-    r = b.op("Resize", [b.relu(b.x), "", b.const([1, 1, 2, 2])], mode="nearest")
-    put("resize", b.model(r), "Resize")
+    r = b.op("Resize", [b.relu(b.x), "", b.const([1, 1, 2, 2])], mode="cubic")
+    put("resize_cubic", b.model(b.readout(r)), "mode 'cubic'")
+
+    b = tiny()
+    r = b.op("Resize", [b.relu(b.x), "", b.const([1, 1, 2, 2])], mode="linear",
+             coordinate_transformation_mode="tf_crop_and_resize")
+    put("resize_crop", b.model(b.readout(r)), "coordinate_transformation_mode 'tf_crop_and_resize'")
+
+    b = tiny()
+    r = b.op("Resize", [b.relu(b.x), "", b.const([1, 2, 2, 2])], mode="linear")
+    put("resize_channels", b.model(b.readout(r)), "only spatial axes")
+
+    b = tiny(18)  # antialias: opset 18
+    r = b.op("Resize", [b.relu(b.x), "", b.const([1, 1, 0.5, 0.5])], mode="linear", antialias=1)
+    put("resize_antialias_down", b.model(b.readout(r)), "antialias")
+
+    b = tiny()
+    r = b.op("LRN", [b.relu(b.x)], size=3)
+    put("lrn", b.model(r), "LRN")
 
     b = tiny()
     b.nodes.append(helper.make_node("MyOp", [b.x], ["y"], domain="com.example", name="custom"))
@@ -441,16 +458,16 @@ def test_bad_and_unsupported_files_through_the_cli(tmp_path: Path) -> None:
 
 def test_unsupported_op_message_names_the_node(tmp_path: Path) -> None:
     b = tiny()
-    b.nodes.append(helper.make_node("Resize", [b.x, "", b.const([1, 1, 2, 2])], ["r"], name="up\nsample"))
+    b.nodes.append(helper.make_node("LRN", [b.x], ["r"], size=3, name="local\nnorm"))
     path = save(b.model(b.flatten(b.op("GlobalAveragePool", ["r"]))), tmp_path / "m.onnx")
     with pytest.raises(UnsupportedLayerError) as e:
         read_model(path)
     msg = str(e.value)
-    assert "'up\\nsample'" in msg and "(Resize)" in msg and "SUPPORTED_OPS" in msg and "\n" not in msg
+    assert "'local\\nnorm'" in msg and "(LRN)" in msg and "SUPPORTED_OPS" in msg and "\n" not in msg
     b = tiny()
-    b.nodes.append(helper.make_node("Resize", [b.x, "", b.const([1, 1, 2, 2])], ["r"]))  # unnamed: its index
+    b.nodes.append(helper.make_node("LRN", [b.x], ["r"], size=3))  # unnamed: its index
     path = save(b.model(b.flatten(b.op("GlobalAveragePool", ["r"]))), tmp_path / "n.onnx")
-    with pytest.raises(UnsupportedLayerError, match=r"node #0 \(Resize\)"):
+    with pytest.raises(UnsupportedLayerError, match=r"node #0 \(LRN\)"):
         read_model(path)
 
 

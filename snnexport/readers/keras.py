@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import keras_layers, ops
+from .. import keras_layers, ops, resize
 from ..errors import SnnexportError, UnsupportedLayerError
 from ..graph import Graph
 from .keras_config import (ACCEPTED_EXTENSIONS, KERAS_ACTIVATIONS, NO_OPS, SUPPORTED_LAYERS, check_config,
@@ -238,17 +238,24 @@ def _h_conv_transpose(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ..
 
 
 def _h_upsampling(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path: str) -> Ref:
-    """UpSampling1D/2D (nearest): every cell copied into a size block, a depthwise transposed convolution of
-    ones with stride = size."""
+    """UpSampling1D/2D. Nearest: every cell copied into a size block, a depthwise transposed convolution of
+    ones with stride = size. Bilinear, bicubic, lanczos3/5: Keras' fixed interpolation matrix per axis
+    (:mod:`snnexport.resize`)."""
     one_d = type(layer).__name__.endswith("1D")
     method = "nearest" if one_d else str(layer.interpolation)
-    if method != "nearest":
-        raise UnsupportedLayerError(f"layer {quote(layer.name)} (UpSampling2D) interpolates {method!r}; only "
-                                    "'nearest' is supported")
     size = _pair(layer.size, one_d)
-    c = ins[0].shape[-1]
-    op = ops.ConvTranspose(kernel=np.ones(size + (1, c), np.float32), strides=size, groups=c)
-    return b.emit(layer, path, [("upsample", op)], ins, out)
+    h, w, c = ins[0].shape
+    if method == "nearest":
+        op = ops.ConvTranspose(kernel=np.ones(size + (1, c), np.float32), strides=size, groups=c)
+        return b.emit(layer, path, [("upsample", op)], ins, out)
+    if method not in resize.KERAS_KERNELS:
+        raise UnsupportedLayerError(f"layer {quote(layer.name)} (UpSampling2D) interpolates {method!r}; "
+                                    f"supported: 'nearest', {', '.join(map(repr, resize.KERAS_KERNELS))}")
+    chain = resize.separable_chain(resize.keras_matrix(method, h, h * size[0]),
+                                   resize.keras_matrix(method, w, w * size[1]))
+    if not chain:  # size (1, 1)
+        return Ref(ins[0].name, out)
+    return b.emit(layer, path, chain, ins, out)
 
 
 def _h_cropping(b: Builder, layer: Any, ins: list[Ref], out: tuple[int, ...], path: str) -> Ref:

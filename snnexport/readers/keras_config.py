@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .. import keras_layers
+from .. import keras_layers, resize
 from ..errors import SnnexportError, UnsupportedLayerError
 
 ACCEPTED_EXTENSIONS = (".h5", ".hdf5", ".keras")
@@ -275,6 +275,8 @@ def supported_text() -> str:
         "  (or before one), after ZeroPadding of a rectified tensor, a channel Concatenate of such tensors, a",
         "  per-channel scale ≥ 0 of one (BatchNormalization with positive gamma), or any other sum of rectified",
         "  tensors (an Add; through one more population). Max-pooling a signed linear tensor is refused.",
+        f"UpSampling2D interpolation: 'nearest', {', '.join(map(repr, resize.KERAS_KERNELS))} (Keras' own",
+        "  interpolation matrices, those of its JAX backend: a fixed linear map per axis; other methods are refused).",
     ])
 
 

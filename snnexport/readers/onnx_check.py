@@ -32,13 +32,13 @@ SUPPORTED_OPS: tuple[str, ...] = (
     "Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "Relu", "Clip", "MaxPool", "AveragePool",
     "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "Pad", "Concat",
     "Add", "Sub", "Mul", "Div", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout",
-    "Softmax", "Cast",
+    "Softmax", "Cast", "Resize",
     # constants and shape arithmetic only (evaluated in numpy while reading)
     "Constant", "Shape", "Gather", "Slice", "Transpose",
 )
 SUPPORTED_HINT = ("the ONNX reader converts CNN operators (Conv, ConvTranspose, Gemm/MatMul, pooling, "
                    "BatchNormalization, Relu/Clip, Add/Sub/Mul/Div, Concat, Pad, Flatten/Reshape, "
-                   "Softmax; the full list is snnexport.readers.onnx.SUPPORTED_OPS)")
+                   "Resize (nearest, linear), Softmax; the full list is snnexport.readers.onnx.SUPPORTED_OPS)")
 
 # TensorProto data types we read, as numpy dtypes (little-endian, as ONNX stores raw data).
 DTYPES: dict[int, str] = {1: "<f4", 2: "u1", 3: "i1", 4: "<u2", 5: "<i2", 6: "<i4", 7: "<i8",

@@ -188,7 +188,7 @@ HANDLERS: dict[str, Handler] = {
     "Conv": onnx_ops.h_conv, "ConvTranspose": onnx_ops.h_conv_transpose,
     "Gemm": onnx_ops.h_gemm, "MatMul": onnx_ops.h_matmul,
     "BatchNormalization": onnx_ops.h_batchnorm, "Relu": onnx_ops.h_relu, "Clip": onnx_ops.h_clip,
-    "MaxPool": onnx_ops.h_maxpool, "AveragePool": onnx_ops.h_avgpool,
+    "MaxPool": onnx_ops.h_maxpool, "AveragePool": onnx_ops.h_avgpool, "Resize": onnx_ops.h_resize,
     "GlobalAveragePool": onnx_ops.h_global_pool, "GlobalMaxPool": onnx_ops.h_global_pool,
     "ReduceMean": onnx_ops.h_reduce, "ReduceMax": onnx_ops.h_reduce, "Softmax": onnx_ops.h_softmax,
     "Add": onnx_ops.h_arith, "Sub": onnx_ops.h_arith, "Mul": onnx_ops.h_arith, "Div": onnx_ops.h_arith,

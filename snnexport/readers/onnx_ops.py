@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import ops
+from .. import ops, resize
 from ..errors import SnnexportError
 from .onnx_fold import norm_axis
 from ..layout import kernel_to_ours, key, order, same_order
@@ -163,6 +163,71 @@ def h_conv_transpose(ctx: Ctx) -> list[Const | Val]:
                            groups=groups)
     oshape = (cout,) + out
     return [ctx.emit([("conv_transpose", op)], (x.name,), oshape, key(oshape))]
+
+
+def _resize_sizes(ctx: Ctx, x: Val) -> tuple[list[int], list[float]]:
+    """Resize's spatial output sizes and scales, from ``sizes`` (input 3) or ``scales`` (input 2), whichever
+    is given and not empty; batch and channels must stay (a sizes tensor built from the input's shape may
+    name the batch: only its other entries must be fixed)."""
+    rank = len(x.oshape) + 1
+    given = {}
+    for i, what in ((2, "scales"), (3, "sizes")):
+        v = ctx.ins[i] if i < len(ctx.ins) else None
+        if isinstance(v, Val):
+            raise ctx.refuse(f"its {what} (input {i}) is computed from the model input; only constant {what} "
+                             "are supported")
+        if isinstance(v, Const) and v.value.size:
+            if v.alt is not None and not np.array_equal(np.asarray(v.alt).reshape(-1)[1:],
+                                                        np.asarray(v.value).reshape(-1)[1:]):
+                raise ctx.refuse(f"its {what} (input {i}) depends on the batch size beyond the batch entry")
+            given[what] = np.asarray(v.value, np.float64).reshape(-1)
+    if len(given) != 1:
+        raise ctx.refuse("needs exactly one of scales and sizes")
+    (what, values), = given.items()
+    if len(values) != rank or not np.isfinite(values).all() or (values[1:] <= 0).any():
+        raise ctx.refuse(f"has {what} {values.tolist()} for a rank-{rank} input")
+    spatial = list(x.oshape[1:])
+    if what == "sizes":
+        if values[1] != x.oshape[0] or (values != np.round(values)).any():
+            raise ctx.refuse(f"has sizes {values.astype(np.int64).tolist()}; only spatial axes may be resized")
+        out = [int(v) for v in values[2:]]
+        return out, [o / n for o, n in zip(out, spatial)]
+    if values[0] != 1 or values[1] != 1:
+        raise ctx.refuse(f"has scales {values.tolist()}; only spatial axes may be resized")
+    out = [int(math.floor(n * float(sc))) for n, sc in zip(spatial, values[2:])]
+    if min(out) < 1:
+        raise ctx.refuse(f"has scales {values.tolist()} that leave no output")
+    return out, [float(sc) for sc in values[2:]]
+
+
+def h_resize(ctx: Ctx) -> list[Const | Val]:
+    """Resize, modes 'nearest' and 'linear' (any scale, coordinate_transformation_mode half_pixel,
+    pytorch_half_pixel, align_corners or asymmetric): a fixed interpolation matrix per spatial axis,
+    carried by :func:`snnexport.resize.separable_chain`."""
+    x = ctx.spatial(0)
+    mode = ctx.attr_str("mode", "nearest")
+    coords = ctx.attr_str("coordinate_transformation_mode", "half_pixel")
+    nearest = ctx.attr_str("nearest_mode", "round_prefer_floor")
+    if mode not in ("nearest", "linear"):
+        raise ctx.refuse(f"has mode {mode!r}; supported: 'nearest', 'linear'")
+    if coords not in resize.ONNX_COORDINATES:
+        raise ctx.refuse(f"has coordinate_transformation_mode {coords!r}; supported: "
+                         f"{', '.join(map(repr, resize.ONNX_COORDINATES))}")
+    if mode == "nearest" and nearest not in resize.ONNX_NEAREST:
+        raise ctx.refuse(f"has nearest_mode {nearest!r}; supported: {', '.join(map(repr, resize.ONNX_NEAREST))}")
+    if "axes" in ctx.attrs or ctx.attr_str("keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise ctx.refuse("sets axes or keep_aspect_ratio_policy; only scales or sizes of every axis are supported")
+    out, scales = _resize_sizes(ctx, x)
+    if ctx.attr_int("antialias", 0) and min(scales) < 1:
+        raise ctx.refuse("has antialias=1 and shrinks an axis; antialiased downsampling is not supported")
+    mats = [resize.onnx_matrix(mode, coords, n, o, sc, nearest) for n, o, sc in zip(x.oshape[1:], out, scales)]
+    if len(mats) == 1:  # (C, L) is our (1, L, C)
+        mats.insert(0, np.eye(1, dtype=np.float32))
+    chain = resize.separable_chain(mats[0], mats[1])
+    if not chain:
+        return [x]
+    oshape = (x.oshape[0],) + tuple(out)
+    return [ctx.emit(chain, (x.name,), oshape, key(oshape))]
 
 
 def _pool_common(ctx: Ctx) -> tuple[Val, list[int]]:

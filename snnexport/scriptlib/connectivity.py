@@ -71,20 +71,22 @@ def conv_transpose(in_shape, kernel, strides=(1, 1), crop=((0, 0), (0, 0)), dila
 
 
 def dense(in_shape, weight):
-    """Dense layer over the last axis; every other axis is a position with its own copy."""
+    """Dense layer over the last axis; every other axis is a position with its own copy. Only the nonzero
+    weights are visited (a resize's interpolation matrix is mostly zeros: snnexport.resize)."""
     fin, fout = weight.shape
     positions = int(np.prod(in_shape[:-1], dtype=np.int64))
+    rows, cols = np.nonzero(weight)  # C order: the (i, j) order of the full list
+    values = weight[rows, cols].astype(np.float32)
 
     def synapses(targets):
-        p, i, j = _grid(positions, fin, fout)
-        full = (positions, fin, fout)
-        wgt = np.broadcast_to(weight[i, j], full)
-        keep = wgt != 0
+        p = np.arange(positions, dtype=np.int64)[:, None]
+        keep = np.ones((positions, len(rows)), bool)
         if targets is not None:
-            keep &= targets.reshape(positions, 1, fout)
-        pre = np.broadcast_to(p * fin + i, full)[keep]
-        post = np.broadcast_to(p * fout + j, full)[keep]
-        return pre, post, wgt[keep].astype(np.float32)
+            keep = targets.reshape(positions, fout)[:, cols]
+        full = keep.shape
+        pre = np.broadcast_to(p * fin + rows, full)[keep]
+        post = np.broadcast_to(p * fout + cols, full)[keep]
+        return pre, post, np.broadcast_to(values, full)[keep]
     return synapses, tuple(in_shape[:-1]) + (fout,)
 
 

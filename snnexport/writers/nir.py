@@ -60,10 +60,14 @@ class NirWriter(Writer):
         "conv2d": (NATIVE, "Conv2d, (C_out, C_in, kH, kW)"),
         "depthwise_conv": (NATIVE, "Conv2d with a block-diagonal kernel (nir 1.0.8 reads the input channels "
                                      "from the weight)"),
+        "conv_transpose": (REFUSED, "NIR 1.0.8 has no transposed-convolution node (nor nearest upsampling, "
+                                    "cropping)"),
         "dense": (NATIVE, "Affine/Linear with NCHW-ordered columns (a 1x1 Conv2d on a spatial tensor)"),
         "avgpool": (NATIVE, "AvgPool2d; padded windows as SumPool2d and a Scale by each window's cell count"),
         "padding": (NATIVE, "Conv2d padding; asymmetric padding and non-square kernels as zero taps added "
                               "to the kernel"),
+        "permute": (REFUSED, "NIR 1.0.8 has no axis-permutation node (Permute, and the interpolating "
+                             "upsamplings, which permute axes)"),
         "concatenate": (NATIVE, "a 1x1 Conv2d (Linear when flat) placing the channels; edges sum"),
         "add": (NATIVE, "several edges into one IF node"),
         "maxpool_gate": (REFUSED, "NIR has no max-pooling node; --nir-approximate maxpool=avgpool writes "
