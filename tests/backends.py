@@ -2,7 +2,7 @@
 Simulator fixture: the reference simulator and every installed script writer, behind one call.
 
 ``backend.run(net, x, steps=..., readout=..., seed=..., clamp=..., labels=..., decision=...)`` returns the arrays
-of docs/semantics.md's results file: from ``snnexport.simulator.simulate`` (delay "step"), or from
+of docs/semantics.md's results file: from ``snnexport.simulator.simulate`` (delay "step" or "zero"), or from
 the writer's exported script, run in a subprocess as a user runs it (script_runner). A script back
 end skips the test where the writer's capability table refuses or only approximates a feature the
 network needs (``Writer.check``): such a simulator cannot honour the documented semantics exactly.
@@ -48,8 +48,9 @@ class Backend:
 
     def run(self, net: Network, x: np.ndarray, *, steps: int, readout: str | None = None,
             seed: int | None = None, clamp: int | None = None, labels: np.ndarray | None = None,
-            decision: int | None = None) -> dict[str, np.ndarray]:
-        """``decision``: None (no early decision), 0 (early decision), M ≥ 1 (decision margin M)."""
+            decision: int | None = None, delay: str = "step", batch: int | None = None) -> dict[str, np.ndarray]:
+        """``decision``: None (no early decision), 0 (early decision), M ≥ 1 (decision margin M); ``delay``:
+        "step" or "zero" (docs/semantics.md); ``batch``: samples simulated at once (None: the back end's default)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -57,13 +58,13 @@ class Backend:
 
 
 class Reference(Backend):
-    """snnexport.simulator.simulate with one step of delay per population, as every script."""
+    """snnexport.simulator.simulate, with one step of delay per population (as every script) unless asked otherwise."""
     name = REFERENCE
 
     def run(self, net: Network, x: np.ndarray, *, steps: int, readout: str | None = None,
             seed: int | None = None, clamp: int | None = None, labels: np.ndarray | None = None,
-            decision: int | None = None) -> dict[str, np.ndarray]:
-        return simulate(net, x, labels, steps=steps, delay="step", readout=readout, seed=seed, clamp=clamp,
+            decision: int | None = None, delay: str = "step", batch: int | None = None) -> dict[str, np.ndarray]:
+        return simulate(net, x, labels, steps=steps, delay=delay, readout=readout, seed=seed, clamp=clamp,
                         early_decision=decision is not None, decision_margin=decision or None)
 
 
@@ -100,13 +101,17 @@ class Script(Backend):
 
     def run(self, net: Network, x: np.ndarray, *, steps: int, readout: str | None = None,
             seed: int | None = None, clamp: int | None = None, labels: np.ndarray | None = None,
-            decision: int | None = None) -> dict[str, np.ndarray]:
+            decision: int | None = None, delay: str = "step", batch: int | None = None) -> dict[str, np.ndarray]:
         net = self.prepared(net, readout=readout, seed=seed, clamp=clamp)
         name = f"snn_{self.name}.py"  # not "nest.py": a script must not shadow its simulator
         rendered = get(self.name).render(net, WriteOptions(output=Path(name)))  # only the name reaches the script
         args = ["--steps", str(steps), "--readout", net.settings.readout, "--seed", str(net.settings.seed)]
         if decision is not None:
             args += ["--decision-margin", str(decision)] if decision else ["--early-decision"]
+        if delay != "step":
+            args += ["--delay", delay]
+        if batch is not None:
+            args += ["--batch", str(batch)]
         key = hashlib.sha256()
         for part in (rendered.main, *rendered.beside.values(), repr(args).encode(), _array_bytes(x),
                      _array_bytes(labels)):

@@ -10,7 +10,7 @@ import numpy as np
 from .runtime import gate_windows
 
 
-def schedule(populations, gates, projections, input_name, steps, clamp, replay=0):
+def schedule(populations, gates, projections, input_name, steps, clamp, replay=0, delay="step"):
     """When each node of the network runs inside one sample's NEST time, in whole steps.
 
     Population P runs its steps t = 1..T at NEST steps t + 1 + lag[P] of the sample; until then
@@ -22,7 +22,13 @@ def schedule(populations, gates, projections, input_name, steps, clamp, replay=0
     pools. ``replay`` is the number of steps a spike source needs to pass a spike on (1 for PyNN's
     SpikeSourceArray on NEST: a parrot neuron relays it), and delays the input and the gates by as
     much.
+
+    ``delay`` "zero" (docs/semantics.md, "Delay mode zero"): the spikes of a population's or gate's
+    step t are meant for its targets' step t, so a population starts at least one step after each of
+    its sources (lag[P] >= lag[S] + 1) and a projection's delay is lag[target] - lag[source] >= 1 steps.
+    The input's spikes of step t are meant for step t in both modes.
     """
+    shift = 1 if delay == "zero" else 0
     gate = {g["name"]: g for g in gates}
     incoming = {}
     for j, p in enumerate(projections):
@@ -35,13 +41,14 @@ def schedule(populations, gates, projections, input_name, steps, clamp, replay=0
                 src = gate[name]["source"]
                 lag[name] = lag_of(src) + (0 if src in gate else steps + replay)
             else:
-                lag[name] = max([lag_of(projections[j]["source"]) for j in incoming.get(name, [])] or [0])
+                lag[name] = max([lag_of(projections[j]["source"]) + shift * (projections[j]["source"] != input_name)
+                                 for j in incoming.get(name, [])] or [0])
         return lag[name]
 
     for node in populations + gates:
         lag_of(node["name"])
     release = {p["name"]: 1 + lag[p["name"]] + clamp * p["depth"] for p in populations}
-    delay = [1 + lag[p["target"]] - lag[p["source"]] for p in projections]
+    delay = [1 + lag[p["target"]] - lag[p["source"]] - shift * (p["source"] != input_name) for p in projections]
     length = steps + 2 + max(lag[p["name"]] for p in populations)  # + 1: the multimeter logs one step late
     return {"lag": lag, "release": release, "delay": delay, "length": length}
 

@@ -104,6 +104,9 @@ def parse_args(description, steps, seed, extra=None, own_files=()):
                         "record that step (count and softmax readouts)")
     p.add_argument("--decision-margin", type=int, default=None, metavar="M",
                    help="decide at the first step the leading class is M spikes ahead (or cannot be caught up)")
+    p.add_argument("--delay", choices=("step", "zero"), default="step",
+                   help="step: a spike reaches its targets one step later (default); zero: in the same step, as "
+                        "the paper's zero-latency network (the run is time-shifted: docs/semantics.md)")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     ranges = dict(_RANGES)
     for flags, kwargs in (extra or []):
@@ -228,6 +231,42 @@ def softmax_spikes(v, draws):
     """Spiking softmax: neuron i spikes where its draw is below softmax(v)_i. v: (..., classes)."""
     e = np.exp(v - v.max(axis=-1, keepdims=True))
     return (draws < e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def delay_offsets(populations, gates, projections, input_name, delay):
+    """(offset per population and gate name, delay in steps per projection) of the time-shifted run that
+    realizes ``delay`` (docs/semantics.md, "Delay mode zero").
+
+    "step": every offset 0 and every delay 1 step (the input's 0). "zero": population P runs the zero-delay
+    network's step t in step t + o_P of the run, o_P = depth_P - 1 (the longest path from the input, less
+    one); a gate runs with its source; a projection from Q into P takes o_P - o_Q >= 1 steps, and one from
+    the input o_P steps (its spikes of step t are due at P in step t + o_P).
+    """
+    gate_source = {g["name"]: g["source"] for g in gates}
+    incoming = {}
+    for p in projections:
+        incoming.setdefault(p["target"], []).append(p["source"])
+    offset = {}
+
+    def offset_of(name):
+        if name not in offset:
+            if name in gate_source:
+                offset[name] = offset_of(gate_source[name])
+            elif delay == "zero":
+                offset[name] = max([offset_of(s) + 1 for s in incoming.get(name, []) if s != input_name] or [0])
+            else:
+                offset[name] = 0
+        return offset[name]
+
+    for node in list(populations) + list(gates):
+        offset_of(node["name"])
+    delays = []
+    for p in projections:
+        if p["source"] == input_name:
+            delays.append(offset[p["target"]])
+        else:
+            delays.append(offset[p["target"]] - offset[p["source"]] if delay == "zero" else 1)
+    return offset, delays
 
 
 def apply_synapses(synapses, values, n_out):
