@@ -250,6 +250,24 @@ def test_reuse_results_skips_a_run_of_the_same_network_and_samples(lenet, tmp_pa
     assert again["simulators"]["reference"]["layers"] == first["simulators"]["reference"]["layers"]
     other = _validate(model, data, tmp_path / "rep", *args, "--percentile", "99")  # another network
     assert not other["simulators"]["reference"]["meta"].get("reused")
+    zero = _validate(model, data, tmp_path / "rep", *args, "--percentile", "99", "--delay", "zero")  # another mode
+    assert not zero["simulators"]["reference"]["meta"].get("reused")
+
+
+def test_delay_zero_reaches_the_reference_and_every_script(lenet, tmp_path):
+    """--delay zero: the reference runs the zero-delay network and every installed script its time-shifted
+    equivalent; the settings and every results file's meta say so, and every pair has identical spike counts."""
+    model, data = lenet
+    sims = ["reference", *_installed_exported()]
+    report = _validate(model, data, tmp_path / "rep", "--sim", ",".join(sims), "--delay", "zero")
+    assert report["settings"]["delay"] == "zero"
+    for sim in sims:
+        e = report["simulators"][sim]
+        assert e["status"] == "ok", e["message"]
+        assert e["meta"]["delay"] == "zero"
+    assert len(report["pairs"]) == len(sims) * (len(sims) - 1) // 2
+    for p in report["pairs"]:
+        assert p["identical_fraction"]["all"] >= 0.999, p
 
 
 # --- refusals --------------------------------------------------------------------------------------------

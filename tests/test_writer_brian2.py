@@ -115,7 +115,7 @@ def test_cpp_standalone_refuses_a_batch_longer_than_its_clocks_stay_in_step(bund
     assert proc.stderr.strip().endswith("error: argument --batch: at most 8 with --device cpp_standalone at 4000 "
                                         "steps (its samples run one after another, at most 32768 steps a run), got 9")
     module = load_module(script)
-    args = SimpleNamespace(device="cpp_standalone", steps=4000, readout="count", samples=10)
+    args = SimpleNamespace(device="cpp_standalone", steps=4000, readout="count", samples=10, delay="step")
     assert module.default_batch(10, args)[0] == 5  # 2 runs of 5 (at most 8 a run), not 1 run of 10
 
 

@@ -5,8 +5,8 @@ of the contract, on hostile layer names and on the bundled model; byte-identical
 inputs; weights beside the script above --embed-limit, checked by hash.
 
 Every script runs in a subprocess with ``import snnexport`` blocked (tests/script_runner.py), as a
-user runs it, and is compared with ``snnexport.simulator.simulate`` (delay "step") by
-backends.assert_agree. What is specific to one simulator is in tests/test_writer_<name>.py.
+user runs it, and is compared with ``snnexport.simulator.simulate`` (delay "step", or "zero" for the
+scripts' --delay zero) by backends.assert_agree. What is specific to one simulator is in tests/test_writer_<name>.py.
 """
 
 from __future__ import annotations
@@ -124,6 +124,46 @@ def test_neuron_settings_match_the_reference(writer, options, zoo, tmp_path):
     assert total_spikes(ref) > 0
     np.testing.assert_array_equal(ours["predictions"], ref["predictions"])
     np.testing.assert_array_equal(ours["decision_steps"], ref["decision_steps"])
+
+
+# --- delay mode zero ------------------------------------------------------------------------------------------
+
+# model, encoding, clamp, v_init: a chain with max-pool gates (depth 1 to 4); a residual block whose skip
+# connection spans two populations (depth 1 into 3); branches with a gate and a skip from depth 1 into the
+# output at depth 3, and Poisson input
+ZERO_DELAY = {
+    "lenet-clamp-half-start": ("lenet", "analog", 1, 0.5),
+    "residual-clamp": ("residual", "analog", 2, 0.0),
+    "branches-poisson": ("branches", "poisson", 0, 0.0),
+}
+
+
+@pytest.mark.parametrize("case", list(ZERO_DELAY))
+@pytest.mark.parametrize("writer", WRITERS)
+def test_delay_zero_gives_the_spikes_of_the_zero_delay_network(writer, case, zoo, tmp_path):
+    """`--delay zero`: the script gives the reference's --delay zero results (docs/semantics.md, "Delay mode
+    zero"), one sample at a time and seven at once alike; the reference's mode step differs from them, so a
+    script that ignored the option would fail."""
+    name, encoding, clamp, v_init = ZERO_DELAY[case]
+    net, x = zoo(name)
+    net = with_options(net, encoding, "subtract", clamp, False)
+    net.neuron.v_init = v_init
+    x = np.concatenate([x, x[::-1] * np.float32(0.8), x[:1]])  # 7 samples
+    script = Script(writer, tmp_path)
+    ours = script.run(net, x, steps=STEPS, delay="zero", batch=1)
+    ref = reference(net, x, delay="zero")
+    assert ours["meta"]["delay"] == "zero"
+    assert_agree(ours, ref)
+    np.testing.assert_array_equal(ours["predictions"], ref["predictions"])
+    assert total_spikes(ref) > 0
+    batched = script.run(net, x, steps=STEPS, delay="zero", batch=7)
+    for key in ours:
+        if key != "meta":
+            np.testing.assert_array_equal(batched[key], ours[key], err_msg=key)
+    step = reference(net, x)
+    assert np.mean(step["spikes_per_step"] == ref["spikes_per_step"]) < 0.999  # what assert_agree would catch
+    if clamp:  # population 0 (depth 1) is held for its first clamp steps in either mode
+        assert ours["spikes_per_step"][:, :clamp, 0].sum() == 0 and ours["spikes_per_step"][:, clamp:, 0].sum() > 0
 
 
 # --- names, determinism, files ------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """``snnexport validate``: run one converted network on every simulator and report how well they agree.
 
     snnexport validate MODEL --calibration FILE --data FILE [--sim reference,brian2,pynn,nest,nengo]
-                       [-n N] [--script-n M] [--steps T] [--timeout S] --report DIR
+                       [-n N] [--script-n M] [--steps T] [--delay step|zero] [--timeout S] --report DIR
 
 The network is converted once. The reference simulator runs in this process; every other simulator
 gets its script exported to ``DIR/scripts/`` and run in a subprocess of its own (so a crash, a hang

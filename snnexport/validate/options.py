@@ -33,6 +33,9 @@ def parser() -> argparse.ArgumentParser:
                         "and/or SIM=COUNT pairs, e.g. 1000,brian2=200")
     p.add_argument("--batch", type=int_range("--batch", 1), default=100,
                    help="samples the reference simulates at once (default 100)")
+    p.add_argument("--delay", choices=("step", "zero"), default="step",
+                   help="step: a spike reaches its targets one step later (default); zero: in the same step, the "
+                        "paper's zero-latency network, on the reference and in every script (docs/semantics.md)")
     p.add_argument("--jobs", type=int_range("--jobs", 1), default=1, metavar="J",
                    help="exported scripts run at once (default 1; their timings then share the CPU)")
     p.add_argument("--mpi", type=int_range("--mpi", 1, MAX_PROCESSES), default=None, metavar="N",

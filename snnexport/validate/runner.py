@@ -112,7 +112,7 @@ def run_simulator(sim: str, net, x: np.ndarray, labels: np.ndarray, out: Path, a
         return run
     run.version = dist_version("snnexport" if sim == "reference" else writers.get(sim).distribution) or ""
     if args.reuse_results:
-        if _reuse(run, net, x, labels, out):
+        if _reuse(run, net, x, labels, out, args.delay):
             log(f"  reusing results/{safe_file(sim)}.npz of an earlier run")
             return run
         run = SimRun(sim, samples=len(x), version=run.version)  # nothing of a rejected file stays
@@ -134,7 +134,7 @@ def run_simulator(sim: str, net, x: np.ndarray, labels: np.ndarray, out: Path, a
     if run.status != "ok":
         run.results = None
     elif args.keep_results or args.reuse_results:
-        _remember(run, net, x, labels, out)
+        _remember(run, net, x, labels, out, args.delay)
     return run
 
 
@@ -154,24 +154,25 @@ def _code_sha256(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path)
     return h.hexdigest()
 
 
-def _remember(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path) -> None:
+def _remember(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path, delay: str) -> None:
     """Beside a kept results file, what it was made from: what --reuse-results checks."""
     from .. import data
     info = {"network_sha256": net.sha256(), "inputs_sha256": data.sha256_of(x), "samples": len(x),
-            "steps": net.settings.steps, "code_sha256": _code_sha256(run, net, x, labels, out),
+            "steps": net.settings.steps, "delay": delay, "code_sha256": _code_sha256(run, net, x, labels, out),
             "seconds": run.seconds, "version": run.version, "notes": run.notes, "script": run.script}
     text = (json.dumps(info, indent=1) + "\n").encode("utf-8")
     outputs.write_output(out / "results" / f"{safe_file(run.name)}.json", lambda f: f.write(text))
 
 
-def _reuse(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path) -> bool:
-    """Load an earlier run's results when network, samples, steps and the simulating code are the same."""
+def _reuse(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path, delay: str) -> bool:
+    """Load an earlier run's results when network, samples, steps, delay mode and the simulating code are the same."""
     from .. import data
     stem = out / "results" / safe_file(run.name)
     try:
         info = json.loads(stem.with_suffix(".json").read_text())
         if (info["network_sha256"] != net.sha256() or info["inputs_sha256"] != data.sha256_of(x)
-                or info["steps"] != net.settings.steps or not stem.with_suffix(".npz").exists()
+                or info["steps"] != net.settings.steps or info.get("delay", "step") != delay
+                or not stem.with_suffix(".npz").exists()
                 or info["code_sha256"] != _code_sha256(run, net, x, labels, out)):
             return False
         res = runtime.load_results(stem.with_suffix(".npz"))
@@ -190,10 +191,10 @@ def _run_reference(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Pat
                    args: argparse.Namespace) -> None:
     from ..simulator import results_meta, simulate
     t = time.perf_counter()
-    res = simulate(net, x, labels, steps=net.settings.steps, delay="step", batch=args.batch,
+    res = simulate(net, x, labels, steps=net.settings.steps, delay=args.delay, batch=args.batch,
                    seed=net.settings.seed, progress=not args.quiet and len(x) >= 1000)
     run.seconds = time.perf_counter() - t
-    meta = results_meta(net, res, delay="step", seconds=run.seconds)
+    meta = results_meta(net, res, delay=args.delay, seconds=run.seconds)
     if args.keep_results or args.reuse_results:
         runtime.save_results(out / "results" / "reference.npz", res, meta)
     run.results, run.meta = res, meta
@@ -221,7 +222,7 @@ def _run_script(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path, 
     if results.exists():
         results.unlink()  # an old file must never pass for this run's
     cmd = [sys.executable, script.name, "--input", str(inputs.resolve()), "--out", str(results.resolve()),
-           "--quiet", "-n", str(len(x)), "--steps", str(net.settings.steps)]
+           "--quiet", "-n", str(len(x)), "--steps", str(net.settings.steps), "--delay", args.delay]
     if args.mpi and writers.get(run.name).mpi:
         cmd = mpirun_command(args.mpi, cmd)
     launcher = cmd[:cmd.index(sys.executable)]  # mpirun and its options, or nothing

@@ -254,6 +254,7 @@ def header_lines(net: Network, simulator: str, version: str, approximations: lis
         comment("Input: {}; one step of delay per population; max-pooling as spike gates",
                 _wording(net.input.encoding, analog="analog (constant current W*x + b every step)",
                          poisson="poisson (seeded Poisson spikes)")),
+        comment("With --delay zero: the zero-delay network's spikes (the run time-shifted by depth, exactly)"),
         comment("Readout: {}; {} steps by default", _wording(
             settings.readout, count="output spike count, ties by membrane potential",
             membrane="membrane potential (non-spiking)", softmax="spiking softmax (seeded)"), settings.steps),
