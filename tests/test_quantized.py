@@ -108,15 +108,18 @@ def test_spike_counts_at_t_equal_levels_are_the_quantized_activations(levels: in
     np.testing.assert_allclose(ann_activations(net, x)["q1"] * levels, want, atol=1e-4)
 
 
+@pytest.mark.parametrize("delay", ["step", "zero"])
 @pytest.mark.parametrize("writer", every_simulator())
-def test_exported_scripts_match_the_reference_from_half_threshold(writer: str, tmp_path: Path) -> None:
+def test_exported_scripts_match_the_reference_from_half_threshold(writer: str, delay: str, tmp_path: Path) -> None:
     """A converted QuantizedReLU network (V from θ/2, λ its trained thresholds, a max-pool gate) on every
-    exported simulator at T = 2L, the small T these models are run at: the reference's spike counts."""
+    exported simulator at T = 2L, the small T these models are run at: the reference's spike counts, in
+    either delay mode (zero: the mode these models reach their ANN's accuracy in, issue 17)."""
     path, _, x = _saved(4, tmp_path)
     net = convert(read_model(path), x)
     assert net.neuron.v_init == 0.5
-    ours = Script(writer, tmp_path).run(net, x, steps=8)
-    ref = Reference().run(net, x, steps=8)
+    ours = Script(writer, tmp_path).run(net, x, steps=8, delay=delay)
+    ref = Reference().run(net, x, steps=8, delay=delay)
+    assert ours["meta"]["delay"] == delay
     assert_agree(ours, ref)
     assert total_spikes(ref) > 0
     np.testing.assert_array_equal(ours["predictions"], ref["predictions"])
