@@ -32,6 +32,31 @@ def test_schedule_delays_keep_one_step_per_population(zoo):
     assert plan["length"] == 10 + 2 + 20
 
 
+def test_delay_offsets_and_the_zero_delay_schedule_follow_the_depths(zoo):
+    """--delay zero: population P runs offset by depth_P - 1 (runtime.delay_offsets, Brian2's time shift), and a
+    projection's delay is the offset difference, 2 for the residual skip; NEST's schedule starts a population at
+    least one step after each source, its synapses as long as that difference (the lags add the gates' T)."""
+    net, _ = zoo("residual")
+    pops = [{"name": p.name, "depth": p.depth} for p in net.populations]
+    projections = [{"source": p.source, "target": p.target} for p in net.projections]
+    offsets, delays = runtime.delay_offsets(pops, [], projections, net.input.name, "zero")
+    assert [offsets[p.name] for p in net.populations] == [p.depth - 1 for p in net.populations] == [0, 1, 2, 3]
+    assert sorted(delays) == [0, 1, 1, 1, 2]  # the input's, the chain's, the skip stem -> add_relu
+    assert runtime.delay_offsets(pops, [], projections, net.input.name, "step") == (
+        {p.name: 0 for p in net.populations}, [0 if p.source == net.input.name else 1 for p in net.projections])
+    plan = schedule(pops, [], projections, net.input.name, 10, 0, 0, "zero")
+    assert [plan["lag"][p.name] for p in net.populations] == [0, 1, 2, 3]
+    # (the input's spikes leave one step early in NEST: one step more than the offset)
+    assert plan["delay"] == [d + (p.source == net.input.name) for p, d in zip(net.projections, delays)]
+    net, _ = zoo("lenet")  # behind a gate: T more steps, as in mode step, and one more per population
+    plan = schedule([{"name": p.name, "depth": p.depth} for p in net.populations],
+                    [{"name": g.name, "source": g.source} for g in net.nodes if isinstance(g, Gate)],
+                    [{"source": p.source, "target": p.target} for p in net.projections], net.input.name, 10, 0, 0,
+                    "zero")
+    assert [plan["lag"][p.name] for p in net.populations] == [0, 11, 22, 23]
+    assert plan["delay"] == [1, 1, 1, 1]
+
+
 def test_timeline_orders_actions_within_a_sample():
     plan = {"lag": {"a": 0, "b": 10}, "release": {"a": 1, "b": 11}, "length": 22}
     pops = [{"name": "a"}, {"name": "b"}]
