@@ -5,6 +5,8 @@ The script (template ``brian2.py.j2``) builds one ``NeuronGroup`` per population
 constant currents, and one ``Synapses`` object per projection, connected in bulk with
 ``connect(i=pre, j=post)`` from the expanded kernels. One contract step is one Brian2 time step;
 how Brian2's schedule gives exactly one step of delay per population is explained in the script.
+``--delay zero`` runs the same network time-shifted (docs/semantics.md): each population live in its own
+window of T steps, offset by its depth, and synaptic delays of the offsets' difference.
 
 ``--batch B`` samples run at once as B independent copies of the network in one Brian2 network (the
 synapse indices of copy b shifted by b*n); a last, smaller batch fills its remaining copies with

@@ -22,7 +22,8 @@ What the script does in Nengo's own terms (template ``templates/nengo.py.j2``):
   tap as the reference simulator sums it, and emitted by a ``nengo.Node``; Poisson input is a Node
   of the seeded ``runtime.poisson_input`` spikes of every copy;
 * the one-step delay per population is the discrete pass-through filter ``LinearFilter([1], [1],
-  analog=False)``, which Nengo applies as an update at the end of the step;
+  analog=False)``, which Nengo applies as an update at the end of the step; with ``--delay zero`` the
+  connection has no synapse and Nengo's dependency order runs the populations in depth order in one step;
 * max-pooling gates are ``MaxPoolGate`` processes over every copy at once (vectorized: per step,
   only windows where a spike can unseat the leader are compared again); their state is process
   state that ``sim.reset()`` clears. The spiking softmax is drawn after each batch from the probed

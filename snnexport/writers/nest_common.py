@@ -34,7 +34,8 @@ Everything here was measured on NEST 3.10 (see the tests and ``benchmarks/nest_b
   by one ``spike_generator`` per gate cell into the real synapses. Everything downstream of a gate
   therefore runs T steps later inside the sample's NEST time; a synapse from a source that runs
   ``lag`` steps earlier than its target gets ``lag`` more steps of delay, so every population still
-  sees each input exactly one step after it was emitted.
+  sees each input exactly one step after it was emitted. With ``--delay zero`` each population also
+  starts one step after its sources and sees each input in the step it was emitted (time-shifted).
 
 The script side of this (``schedule``, ``timeline``, the gates computed in numpy) is
 :mod:`snnexport.scriptlib.nest_schedule`, embedded in the scripts.
