@@ -103,6 +103,23 @@ def test_cpp_standalone_and_its_threads_give_the_runtime_results(zoo, tmp_path, 
         assert_same_results(runtime, threads)
 
 
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="no C++ compiler (g++) for Brian2's cpp_standalone device")
+def test_cpp_standalone_runs_delay_zero_as_the_runtime_device(zoo, tmp_path):
+    """--delay zero compiled: the samples' rounds last T + the largest offset and each population's window and
+    synaptic delays are in the C++ program (offers gate, a skip connection over two populations, a silent copy
+    in the last batch): the runtime device's results exactly, which are the reference's zero-delay network's."""
+    net, _ = zoo("branches")
+    x = np.random.default_rng(6).uniform(0, 1, (5,) + tuple(net.input.shape)).astype(np.float32)
+    script = export("brian2", net, tmp_path / "snn_brian2.py")
+    options = ("--steps", "30", "--batch", "2", "--delay", "zero")
+    runtime = run_for_results(script, x, *options, "--device", "runtime")
+    standalone = run_for_results(script, x, *options, "--device", "cpp_standalone", timeout=900)
+    assert_same_results(runtime, standalone)
+    assert standalone["meta"]["delay"] == "zero"
+    assert_agree(standalone, Reference().run(net, x, steps=30, delay="zero"))
+
+
 def test_cpp_standalone_refuses_a_batch_longer_than_its_clocks_stay_in_step(bundled, tmp_path):
     """cpp_standalone runs a batch's samples one after another: beyond 2**15 steps a run, Brian2's clock
     of the samples' starts would drift from the steps' clock, so a longer batch is refused in one line,
