@@ -29,7 +29,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 from . import __version__
 from .errors import SnnexportError, user_errors
 from .loading import load_network, progress
-from .options import MAX_SEED, Parser, add_conversion_options, int_range, number_range
+from .options import MAX_SEED, Parser, add_conversion_options, add_decision_options, int_range, number_range
 from .scriptlib import outputs, runtime
 
 SUBCOMMANDS = ("info", "simulate", "merge", "validate", "writers")
@@ -333,11 +333,7 @@ def simulate_command(argv: list[str]) -> int:
                    help="seed of Poisson input and the spiking softmax (default 0)")
     p.add_argument("--out", help="write the results file (.npz, the layout of the exported scripts)")
     _add_spread_options(p)
-    p.add_argument("--early-decision", action="store_true",
-                   help="decide each sample's class at the first step no other class can still catch up "
-                        "(the results record the step; operations are counted to it)")
-    p.add_argument("--decision-margin", type=int_range("--decision-margin", 1), metavar="M",
-                   help="decide at the first step the leading class is M spikes ahead (or cannot be caught up)")
+    add_decision_options(p)
     add_conversion_options(p)
     args = p.parse_args(argv)
     shard = _shard_option(args)

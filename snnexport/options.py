@@ -85,6 +85,16 @@ def fraction(name: str) -> Callable[[str], float]:
     return parse
 
 
+def add_decision_options(p: argparse.ArgumentParser) -> None:
+    """``--early-decision`` and ``--decision-margin``, as ``snnexport simulate`` and ``validate`` take them
+    (the rule: docs/semantics.md, "Early decision")."""
+    p.add_argument("--early-decision", action="store_true",
+                   help="decide each sample's class at the first step no other class can still catch up "
+                        "(the results record the step; operations are counted to it)")
+    p.add_argument("--decision-margin", type=int_range("--decision-margin", 1), metavar="M",
+                   help="decide at the first step the leading class is M spikes ahead (or cannot be caught up)")
+
+
 def add_conversion_options(p: argparse.ArgumentParser) -> None:
     """The options :func:`snnexport.loading.load_network` reads (defaults in CONVERSION_ONLY and SETTINGS)."""
     g = p.add_argument_group("conversion (a model only; refused with a network file)")

@@ -252,6 +252,10 @@ def test_reuse_results_skips_a_run_of_the_same_network_and_samples(lenet, tmp_pa
     assert not other["simulators"]["reference"]["meta"].get("reused")
     zero = _validate(model, data, tmp_path / "rep", *args, "--percentile", "99", "--delay", "zero")  # another mode
     assert not zero["simulators"]["reference"]["meta"].get("reused")
+    early = _validate(model, data, tmp_path / "rep", *args, "--percentile", "99", "--delay", "zero",
+                      "--early-decision")  # another decision rule: its predictions differ
+    assert not early["simulators"]["reference"]["meta"].get("reused")
+    assert early["simulators"]["reference"]["meta"]["early_decision"] == {"margin": None}
 
 
 def test_delay_zero_reaches_the_reference_and_every_script(lenet, tmp_path):
@@ -268,6 +272,42 @@ def test_delay_zero_reaches_the_reference_and_every_script(lenet, tmp_path):
     assert len(report["pairs"]) == len(sims) * (len(sims) - 1) // 2
     for p in report["pairs"]:
         assert p["identical_fraction"]["all"] >= 0.999, p
+
+
+def test_early_decision_reaches_the_reference_and_every_script(lenet, tmp_path):
+    """--early-decision (with a margin): every simulator decides at the same step of every sample, the
+    class and the operations are the decided ones, and the page says so."""
+    model, data = lenet
+    sims = ["reference", *_installed_exported()]
+    full = _validate(model, data, tmp_path / "full", "--sim", "reference", "--delay", "zero")["simulators"]
+    report = _validate(model, data, tmp_path / "rep", "--sim", ",".join(sims), "--delay", "zero",
+                       "--decision-margin", "3")
+    assert report["settings"]["early_decision"] == {"margin": 3}
+    ref = report["simulators"]["reference"]
+    assert 1 <= ref["decision_step_mean"] < STEPS  # a margin of 3 decides before the last step
+    assert ref["decided_ops_per_sample"] < full["reference"]["snn_ops_per_sample"]
+    assert ref["snn_ops_per_sample"] == pytest.approx(full["reference"]["snn_ops_per_sample"])  # the same run
+    assert ref["decided_ops_ratio_to_ann"] == pytest.approx(ref["decided_ops_per_sample"] / report["ann"]["ops_per_sample"])
+    for sim in sims:
+        e = report["simulators"][sim]
+        assert e["status"] == "ok", e["message"]
+        assert e["meta"]["early_decision"] == {"margin": 3}
+        assert e["decided_ops_per_sample"] == pytest.approx(ref["decided_ops_per_sample"], rel=1e-3)
+    for p in report["pairs"]:
+        assert p["decision_step_agreement"] == 1.0 and p["prediction_agreement"] == 1.0, p
+    page = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
+    assert "early decision at a margin of 3 spikes" in page and "zero delay" in page
+    assert "ops to the decision relative to ANN" in page and "same decision step" in page
+
+
+def test_early_decision_with_a_membrane_readout_is_one_line_error(lenet, tmp_path, capsys):
+    from snnexport.cli import main
+    model, data = lenet
+    assert main(["validate", str(model), "--calibration", str(data), "--data", str(data), "--readout", "membrane",
+                 "--early-decision", "--report", str(tmp_path / "rep")]) == 1
+    err = capsys.readouterr().err
+    assert "early-decision needs a readout that counts spikes" in err and "Traceback" not in err
+    assert not (tmp_path / "rep").exists()
 
 
 # --- refusals --------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Error versus steps and synaptic operations of the conversion-aware quantized models (issue 17).
+"""Error versus steps and synaptic operations of the conversion-aware quantized models (issue 17), beside
+the paper network as trained (99.9th percentile, V from 0 and from θ/2).
 
     SNNEXPORT_MNIST=/work/shared/data/mnist.npz nice python validation/quantized_curve.py [-n 10000] [--steps 32]
 
@@ -43,9 +44,15 @@ from snnexport.simulator import ann_predict, simulate  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "validation" / "models"
 FASHION = ROOT / "validation" / "data" / "fashion_mnist.npz"
-# model → (dataset, levels)
-QUANTIZED = {"mnist_maxpool_q4": ("mnist", 4), "mnist_maxpool_q8": ("mnist", 8), "mnist_maxpool_q16": ("mnist", 16),
-             "fashion_cifarnet_q8": ("fashion", 8)}
+# curve → (model file in validation/models, dataset, levels (None: ReLU, λ the 99.9th percentile), V at the start
+# as a fraction of θ (None: the converter's, θ/2 for QuantizedReLU), steps (None: --steps)). The paper network
+# as trained (p99.9, V from 0 and from θ/2) needs more steps than its fine-tuned quantized versions.
+CURVES = {"mnist_maxpool": ("mnist_maxpool", "mnist", None, 0.0, 64),
+          "mnist_maxpool, V from θ/2": ("mnist_maxpool", "mnist", None, 0.5, 64),
+          "mnist_maxpool_q4": ("mnist_maxpool_q4", "mnist", 4, None, None),
+          "mnist_maxpool_q8": ("mnist_maxpool_q8", "mnist", 8, None, None),
+          "mnist_maxpool_q16": ("mnist_maxpool_q16", "mnist", 16, None, None),
+          "fashion_cifarnet_q8": ("fashion_cifarnet_q8", "fashion", 8, None, None)}
 DELAYS = ("step", "zero")
 
 
@@ -57,17 +64,19 @@ def load(path: Path, n: int, calibration: int) -> tuple[np.ndarray, np.ndarray, 
     return calib, x, y
 
 
-def measure(model: str, data: Path, levels: int, n: int, steps: int, calibration: int,
+def measure(model: str, data: Path, levels: int | None, v_init: float | None, n: int, steps: int, calibration: int,
             delays: tuple[str, ...] = DELAYS) -> dict:
     calib, x, y = load(data, n, calibration)
     net = convert(read_model(MODELS / f"{model}.keras"), calib, percentile=99.9)
+    if v_init is not None:
+        net.neuron.v_init = v_init
     ann_error = float(100 * (ann_predict(net, x) != y).mean())
     ann_ops = opcount.ann_ops(net)
     keras_record = json.loads((MODELS / f"{model}.json").read_text())
     out = {"levels": levels, "v_init": net.neuron.v_init, "ann_error": ann_error, "ann_ops": ann_ops,
            "keras_test_error": keras_record["test_error_percent"],
            "lambdas": {p.name: p.scale for p in net.populations}, "runs": {}}
-    marks = sorted({t for t in (levels, 2 * levels, 16, 32) if t <= steps})
+    marks = sorted({t for t in ((levels, 2 * levels) if levels else ()) + (16, 32, 64) if t <= steps})
     for delay in delays:
         start = time.perf_counter()
         res = simulate(net, x, y, steps=steps, delay=delay)
@@ -92,11 +101,11 @@ def measure(model: str, data: Path, levels: int, n: int, steps: int, calibration
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("models", nargs="*", default=list(QUANTIZED), help=f"default: {', '.join(QUANTIZED)}")
+    p.add_argument("models", nargs="*", default=list(CURVES), help=f"default: {', '.join(CURVES)}")
     p.add_argument("--mnist", default=os.environ.get("SNNEXPORT_MNIST", str(ROOT.parent / "shared" / "data" /
                                                                           "mnist.npz")))
     p.add_argument("-n", type=int, default=10000, help="test images (default 10000, the whole test set)")
-    p.add_argument("--steps", type=int, default=32)
+    p.add_argument("--steps", type=int, default=32, help="steps of the quantized models (default 32)")
     p.add_argument("--calibration-samples", type=int, default=1000)
     p.add_argument("--delays", nargs="+", choices=DELAYS, default=list(DELAYS))
     p.add_argument("--out", default=str(ROOT / "validation" / "figures"))
@@ -109,18 +118,19 @@ def main() -> int:
             p.error(f"--replot: no {path} (run without --replot first)")
         summary = json.loads(path.read_text())
     else:
-        unknown = [m for m in args.models if m not in QUANTIZED]
+        unknown = [m for m in args.models if m not in CURVES]
         if unknown:
-            p.error(f"unknown model {unknown[0]!r}; choose from {', '.join(QUANTIZED)}")
+            p.error(f"unknown model {unknown[0]!r}; choose from {', '.join(CURVES)}")
         summary = json.loads(path.read_text()) if path.exists() else {"models": {}}
         for model in args.models:  # the others keep their earlier numbers
-            dataset, levels = QUANTIZED[model]
+            file, dataset, levels, v_init, steps = CURVES[model]
+            steps = steps or args.steps
             data = Path(args.mnist) if dataset == "mnist" else FASHION
-            new = dict(measure(model, data, levels, args.n, args.steps, args.calibration_samples, tuple(args.delays)),
-                       images=args.n, steps=args.steps, dataset=dataset,
+            new = dict(measure(file, data, levels, v_init, args.n, steps, args.calibration_samples, tuple(args.delays)),
+                       images=args.n, steps=steps, dataset=dataset,
                        commands=[" ".join(["python", "validation/quantized_curve.py"] + sys.argv[1:])])
             old = summary["models"].get(model)
-            if old and (old["images"], old["steps"]) == (args.n, args.steps):  # a run of the other delay mode
+            if old and (old["images"], old["steps"]) == (args.n, steps):  # a run of the other delay mode
                 new["runs"] = {**old["runs"], **new["runs"]}
                 new["commands"] = [c for c in old.get("commands", [old.get("command")]) if c] + new["commands"]
             summary["models"][model] = new
@@ -133,7 +143,7 @@ def main() -> int:
 
 def report(summary: dict) -> None:
     for model, m in summary["models"].items():
-        print(f"{model} ({m['images']} images): ANN (quantized, as converted) error {m['ann_error']:.2f} %, "
+        print(f"{model} ({m['images']} images): ANN (as converted) error {m['ann_error']:.2f} %, "
               f"{m['ann_ops'] / 1e6:.3f} MOps per image; Keras {m['keras_test_error']:.2f} %")
         for delay, r in m["runs"].items():
             for t, q in r["at"].items():
@@ -170,7 +180,7 @@ def plot(summary: dict, path: Path) -> None:
         ax.axvline(1.0, color="k", ls=":", lw=1, label="the ANN's operations")
         ax.axvline(1 / 3, color="grey", ls="-.", lw=0.8, label="1/3 of the ANN's")
         ax.set(xlabel="synaptic operations per image / the ANN's", ylabel="test error (%)", yscale="log",
-               xlim=(0, 2), ylim=(0.3, 100), title=f"QuantizedReLU models, {dataset} test set (thin: ANN error)")
+               xlim=(0, 2), ylim=(0.3, 100), title=f"{dataset} test set: p99.9 ReLU and QuantizedReLU (thin: ANN error)")
         ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

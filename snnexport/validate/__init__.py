@@ -1,7 +1,8 @@
 """``snnexport validate``: run one converted network on every simulator and report how well they agree.
 
     snnexport validate MODEL --calibration FILE --data FILE [--sim reference,brian2,pynn,nest,nengo]
-                       [-n N] [--script-n M] [--steps T] [--delay step|zero] [--timeout S] --report DIR
+                       [-n N] [--script-n M] [--steps T] [--delay step|zero] [--early-decision]
+                       [--timeout S] --report DIR
 
 The network is converted once. The reference simulator runs in this process; every other simulator
 gets its script exported to ``DIR/scripts/`` and run in a subprocess of its own (so a crash, a hang
@@ -32,7 +33,7 @@ import numpy as np
 from ..errors import SnnexportError, user_errors
 from .measures import TARGETS_DEFINITION, RateStats, analyze, cumulative_predictions, error_curve
 from .mpi import check_mpi
-from .options import parse_script_n, parse_sims, parser
+from .options import parse_script_n, parse_sims, parser, run_mode
 from .provenance import REPORT_FORMAT, context
 from .report import json_safe, render_html, report_json, summary_lines
 from .runner import Progress, SimRun, interrupted, missing_modules, run_all
@@ -57,6 +58,8 @@ def validate_main(argv: list[str]) -> int:
     from .. import data
     from ..loading import load_network
     net = load_network(args.model, args, quiet=args.quiet)
+    if run_mode(args)["early_decision"] is not None and net.settings.readout == "membrane":
+        raise SnnexportError("--early-decision needs a readout that counts spikes (count or softmax), not membrane")
     x, y = data.load_samples(args.data, net.input.shape, "data", False, args.input_scale, limit=args.n)
     n_scripts = min(len(x), default_script_n) if default_script_n is not None else len(x)
     labels = y if y is not None else np.full(len(x), -1, np.int64)

@@ -225,6 +225,8 @@ def _simulator_entry(net, x: np.ndarray, labels: np.ndarray, r: SimRun, cmp: _An
     entry.update(_ops_measures(net, r, x))
     if entry.get("snn_ops_per_sample") is not None and ann_ops:
         entry["ops_ratio_to_ann"] = entry["snn_ops_per_sample"] / ann_ops
+    if entry.get("decided_ops_per_sample") is not None and ann_ops:
+        entry["decided_ops_ratio_to_ann"] = entry["decided_ops_per_sample"] / ann_ops
     return entry
 
 
@@ -268,10 +270,15 @@ def _ops_measures(net, run: SimRun, x: np.ndarray) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - op counts are a measure among several: report why they are missing
         return {"ops_note": f"operation counts unavailable: {type(e).__name__}: {first_line(str(e))}"}
     per_step = np.asarray(ops["per_step"], np.float64)
-    return {"snn_ops_per_sample": float(np.mean(ops["total"])),
-            "input_ops_per_sample": float(np.mean(ops["input"])),
-            "ops_per_node": {k: float(np.mean(v)) for k, v in ops["per_node"].items()},
-            "ops_vs_steps": [float(v) for v in np.cumsum(per_step, axis=1).mean(axis=0)]}
+    out = {"snn_ops_per_sample": float(np.mean(ops["total"])),
+           "input_ops_per_sample": float(np.mean(ops["input"])),
+           "ops_per_node": {k: float(np.mean(v)) for k, v in ops["per_node"].items()},
+           "ops_vs_steps": [float(v) for v in np.cumsum(per_step, axis=1).mean(axis=0)]}
+    if "decided" in ops:  # early decision: the class (and so the error) is the decided one, ops stop there
+        steps = np.asarray(run.results["decision_steps"], np.float64)
+        out.update(decided_ops_per_sample=float(np.mean(ops["decided"])),
+                   decision_step_mean=float(steps.mean()), decision_step_median=float(np.median(steps)))
+    return out
 
 
 def _ann_ops(net) -> int | None:
@@ -331,4 +338,7 @@ def _pair(a: SimRun, b: SimRun) -> dict[str, Any]:
     out["rate_pearson"] = st.result()["pearson"]  # of rates: counts / T, T the same for both
     pa, pb = np.asarray(a.results["predictions"][:m]), np.asarray(b.results["predictions"][:m])
     out["prediction_agreement"] = float((pa == pb).mean()) if m else 1.0
+    if "decision_steps" in a.results and "decision_steps" in b.results:
+        da, db = np.asarray(a.results["decision_steps"][:m]), np.asarray(b.results["decision_steps"][:m])
+        out["decision_step_agreement"] = float((da == db).mean()) if m else 1.0
     return out

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ..errors import SnnexportError
-from ..options import Parser, add_conversion_options, int_range, number_range
+from ..options import Parser, add_conversion_options, add_decision_options, int_range, number_range
 from .mpi import MAX_PROCESSES
 
 
@@ -36,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--delay", choices=("step", "zero"), default="step",
                    help="step: a spike reaches its targets one step later (default); zero: in the same step, the "
                         "paper's zero-latency network, on the reference and in every script (docs/semantics.md)")
+    add_decision_options(p)  # the reference and every script decide the same way; ops are counted to it
     p.add_argument("--jobs", type=int_range("--jobs", 1), default=1, metavar="J",
                    help="exported scripts run at once (default 1; their timings then share the CPU)")
     p.add_argument("--mpi", type=int_range("--mpi", 1, MAX_PROCESSES), default=None, metavar="N",
@@ -90,3 +92,11 @@ def parse_script_n(text: str | None) -> tuple[int | None, dict[str, int]]:
         else:
             default = count
     return default, per_sim
+
+
+def run_mode(args: argparse.Namespace) -> dict[str, Any]:
+    """How every simulator runs beyond the network's own settings: the delay mode and the early-decision
+    rule (None, or {"margin": M or None}, as the results' meta records it)."""
+    decision = ({"margin": args.decision_margin}
+                if args.early_decision or args.decision_margin is not None else None)
+    return {"delay": args.delay, "early_decision": decision}

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from .options import run_mode
 
 REPORT_FORMAT = 1
 # Distributions whose versions every report records, before those of the simulators (the registry's).
@@ -60,7 +61,8 @@ def context(args: argparse.Namespace, argv: list[str], net, x: np.ndarray, label
         "network": {"input": {"name": net.input.name, "shape": list(net.input.shape), "encoding": net.input.encoding},
                     "output": net.output, "nodes": _nodes(net),
                     "neurons": int(sum(np.prod(p.shape) for p in net.populations))},
-        "settings": {"steps": s.steps, "readout": s.readout, "delay": args.delay, "clamp": s.clamp, "seed": s.seed,
+        "settings": {"steps": s.steps, "readout": s.readout, "delay": args.delay,
+                     "early_decision": run_mode(args)["early_decision"], "clamp": s.clamp, "seed": s.seed,
                      "reset": net.neuron.reset, "threshold": net.neuron.threshold,
                      "threshold_rule": net.neuron.threshold_rule, "v_init": net.neuron.v_init,
                      "normalization": {"method": norm.method, "percentile": norm.percentile,

@@ -20,7 +20,9 @@ TEMPLATES = Path(__file__).with_name("templates")
 _ROWS = (("version", "version"), ("samples", "samples"), ("SNN error", "error"),
          ("ANN error, same samples", "ann_error"), ("SNN − ANN error", "difference"),
          ("agreement with ANN", "agreement"), ("spikes per sample", "spikes"),
-         ("synaptic ops per sample", "ops"), ("ops relative to ANN", "ops_ratio"), ("wall time", "wall"),
+         ("synaptic ops per sample", "ops"), ("ops relative to ANN", "ops_ratio"),
+         ("decision step, mean (median)", "decision"), ("ops to the decision", "decided_ops"),
+         ("ops to the decision relative to ANN", "decided_ratio"), ("wall time", "wall"),
          ("per sample", "per_sample"))
 
 
@@ -84,7 +86,8 @@ def render_html(report: dict[str, Any], scatter: Scatter | None = None) -> str:
     return env.get_template("report.html.j2").render(
         report=report, targets=[_target(t) for t in report["targets"]],
         columns=[_column(name, e) for name, e in sims.items()], rows=_ROWS, ok=ok, layers=_layers(report, ok),
-        pairs=pairs, below=below, figures=figures(report, scatter or {}))
+        pairs=pairs, below=below, decisions=report.get("settings", {}).get("early_decision") is not None,
+        figures=figures(report, scatter or {}))
 
 
 def _fmt(v: Any, digits: int = 4, pct: bool = False) -> str:
@@ -126,6 +129,10 @@ def _column(name: str, e: dict[str, Any]) -> dict[str, Any]:
             "agreement": _fmt(e.get("agreement_with_ann"), 4, pct=True),
             "spikes": _fmt(e.get("spikes_per_sample"), 1), "ops": _fmt(e.get("snn_ops_per_sample"), 4),
             "ops_ratio": _fmt(e.get("ops_ratio_to_ann"), 3),
+            "decision": (f"{e['decision_step_mean']:.2f} ({e['decision_step_median']:g})"
+                         if e.get("decision_step_mean") is not None else "–"),
+            "decided_ops": _fmt(e.get("decided_ops_per_sample"), 4),
+            "decided_ratio": _fmt(e.get("decided_ops_ratio_to_ann"), 3),
             "wall": f"{e['seconds']:.1f} s{reused}" if ok else "–",
             "per_sample": f"{1000 * e['seconds_per_sample']:.1f} ms" if e.get("seconds_per_sample") else "–"}
 
@@ -156,7 +163,8 @@ def _pairs(report: dict[str, Any]) -> tuple[list[SimpleNamespace], list[SimpleNa
                                     identical=_fmt(idf["all"], 6, pct=True) if idf else p.get("note", "–"),
                                     miss=idf is not None and idf["all"] < TARGET_IDENTICAL,
                                     rate_pearson=_fmt(p.get("rate_pearson"), 6),
-                                    agreement=_fmt(p.get("prediction_agreement"), 4, pct=True)))
+                                    agreement=_fmt(p.get("prediction_agreement"), 4, pct=True),
+                                    decision=_fmt(p.get("decision_step_agreement"), 4, pct=True)))
         below += [SimpleNamespace(a=p["a"], b=p["b"], layer=k, value=f"{100 * v:.3f} %")
                   for k, v in (idf or {}).items() if k != "all" and v < TARGET_IDENTICAL]
     return rows, below[:30]

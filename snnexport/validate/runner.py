@@ -30,6 +30,7 @@ from .. import writers
 from ..scriptlib import outputs, runtime
 from ..errors import FeatureRefused, SnnexportError, user_errors
 from .mpi import mpirun_command
+from .options import run_mode
 from .provenance import dist_version
 
 TAIL_CHARS = 3000  # stderr kept from a failed script
@@ -112,7 +113,7 @@ def run_simulator(sim: str, net, x: np.ndarray, labels: np.ndarray, out: Path, a
         return run
     run.version = dist_version("snnexport" if sim == "reference" else writers.get(sim).distribution) or ""
     if args.reuse_results:
-        if _reuse(run, net, x, labels, out, args.delay):
+        if _reuse(run, net, x, labels, out, run_mode(args)):
             log(f"  reusing results/{safe_file(sim)}.npz of an earlier run")
             return run
         run = SimRun(sim, samples=len(x), version=run.version)  # nothing of a rejected file stays
@@ -134,7 +135,7 @@ def run_simulator(sim: str, net, x: np.ndarray, labels: np.ndarray, out: Path, a
     if run.status != "ok":
         run.results = None
     elif args.keep_results or args.reuse_results:
-        _remember(run, net, x, labels, out, args.delay)
+        _remember(run, net, x, labels, out, run_mode(args))
     return run
 
 
@@ -154,24 +155,26 @@ def _code_sha256(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path)
     return h.hexdigest()
 
 
-def _remember(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path, delay: str) -> None:
+def _remember(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path, mode: dict[str, Any]) -> None:
     """Beside a kept results file, what it was made from: what --reuse-results checks."""
     from .. import data
     info = {"network_sha256": net.sha256(), "inputs_sha256": data.sha256_of(x), "samples": len(x),
-            "steps": net.settings.steps, "delay": delay, "code_sha256": _code_sha256(run, net, x, labels, out),
+            "steps": net.settings.steps, **mode, "code_sha256": _code_sha256(run, net, x, labels, out),
             "seconds": run.seconds, "version": run.version, "notes": run.notes, "script": run.script}
     text = (json.dumps(info, indent=1) + "\n").encode("utf-8")
     outputs.write_output(out / "results" / f"{safe_file(run.name)}.json", lambda f: f.write(text))
 
 
-def _reuse(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path, delay: str) -> bool:
-    """Load an earlier run's results when network, samples, steps, delay mode and the simulating code are the same."""
+def _reuse(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path, mode: dict[str, Any]) -> bool:
+    """Load an earlier run's results when network, samples, steps, run mode (delay, early decision) and the
+    simulating code are the same."""
     from .. import data
     stem = out / "results" / safe_file(run.name)
     try:
         info = json.loads(stem.with_suffix(".json").read_text())
         if (info["network_sha256"] != net.sha256() or info["inputs_sha256"] != data.sha256_of(x)
-                or info["steps"] != net.settings.steps or info.get("delay", "step") != delay
+                or info["steps"] != net.settings.steps or info.get("delay", "step") != mode["delay"]
+                or info.get("early_decision") != mode["early_decision"]
                 or not stem.with_suffix(".npz").exists()
                 or info["code_sha256"] != _code_sha256(run, net, x, labels, out)):
             return False
@@ -192,9 +195,10 @@ def _run_reference(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Pat
     from ..simulator import results_meta, simulate
     t = time.perf_counter()
     res = simulate(net, x, labels, steps=net.settings.steps, delay=args.delay, batch=args.batch,
-                   seed=net.settings.seed, progress=not args.quiet and len(x) >= 1000)
+                   seed=net.settings.seed, progress=not args.quiet and len(x) >= 1000,
+                   early_decision=args.early_decision, decision_margin=args.decision_margin)
     run.seconds = time.perf_counter() - t
-    meta = results_meta(net, res, delay=args.delay, seconds=run.seconds)
+    meta = results_meta(net, res, delay=args.delay, seconds=run.seconds, decision=run_mode(args)["early_decision"])
     if args.keep_results or args.reuse_results:
         runtime.save_results(out / "results" / "reference.npz", res, meta)
     run.results, run.meta = res, meta
@@ -223,6 +227,10 @@ def _run_script(run: SimRun, net, x: np.ndarray, labels: np.ndarray, out: Path, 
         results.unlink()  # an old file must never pass for this run's
     cmd = [sys.executable, script.name, "--input", str(inputs.resolve()), "--out", str(results.resolve()),
            "--quiet", "-n", str(len(x)), "--steps", str(net.settings.steps), "--delay", args.delay]
+    if args.early_decision:
+        cmd.append("--early-decision")
+    if args.decision_margin is not None:
+        cmd += ["--decision-margin", str(args.decision_margin)]
     if args.mpi and writers.get(run.name).mpi:
         cmd = mpirun_command(args.mpi, cmd)
     launcher = cmd[:cmd.index(sys.executable)]  # mpirun and its options, or nothing
