@@ -140,7 +140,19 @@ def run_model(m: SuiteModel, args: argparse.Namespace) -> bool:
     env = dict(os.environ, KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "jax"))
     code = subprocess.call(cmd, cwd=REPO, env=env)
     print(f"run_suite: {m.name}: exit status {code} after {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    return code == 0
+    return code == 0 and _all_ran(m)
+
+
+def _all_ran(m: SuiteModel) -> bool:
+    """Whether every simulator of the model's new report ran; validate goes on past a failed script (its column
+    says why), but a suite run that lost a simulator (e.g. NEST not importable) must not look like a success."""
+    report = json.loads((REPORTS / m.name / "report.json").read_text(encoding="utf-8"))
+    failed = report["summary"]["simulators_not_ok"]
+    for sim, status in failed.items():
+        why = report["simulators"][sim]["message"].splitlines()
+        print(f"run_suite: {m.name}: {sim} {status}{': ' + why[0] if why else ''} (see reports/{m.name}/logs/)",
+              file=sys.stderr)
+    return not failed
 
 
 def _rel(path: Path) -> str:
