@@ -33,8 +33,8 @@ import numpy as np
 from ..errors import SnnexportError, user_errors
 from .measures import TARGETS_DEFINITION, RateStats, analyze, cumulative_predictions, error_curve
 from .mpi import check_mpi
-from .options import parse_script_n, parse_sims, parser, run_mode
-from .provenance import REPORT_FORMAT, context
+from .options import parse_script_n, parse_sims, parser
+from .provenance import REPORT_FORMAT, context, run_mode
 from .report import json_safe, render_html, report_json, summary_lines
 from .runner import Progress, SimRun, interrupted, missing_modules, run_all
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from ..errors import SnnexportError
 from ..options import Parser, add_conversion_options, add_decision_options, int_range, number_range
@@ -92,11 +91,3 @@ def parse_script_n(text: str | None) -> tuple[int | None, dict[str, int]]:
         else:
             default = count
     return default, per_sim
-
-
-def run_mode(args: argparse.Namespace) -> dict[str, Any]:
-    """How every simulator runs beyond the network's own settings: the delay mode and the early-decision
-    rule (None, or {"margin": M or None}, as the results' meta records it)."""
-    decision = ({"margin": args.decision_margin}
-                if args.early_decision or args.decision_margin is not None else None)
-    return {"delay": args.delay, "early_decision": decision}

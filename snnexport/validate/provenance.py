@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from .options import run_mode
 
 REPORT_FORMAT = 1
 # Distributions whose versions every report records, before those of the simulators (the registry's).
@@ -39,6 +38,14 @@ def versions() -> dict[str, str | None]:
         out[dist] = dist_version(dist)
     out["snnexport"] = __version__
     return out
+
+
+def run_mode(args: argparse.Namespace) -> dict[str, Any]:
+    """How every simulator runs beyond the network's own settings: the delay mode and the early-decision
+    rule (None, or {"margin": M or None}, as the results' meta records it)."""
+    decision = ({"margin": args.decision_margin}
+                if args.early_decision or args.decision_margin is not None else None)
+    return {"delay": args.delay, "early_decision": decision}
 
 
 def context(args: argparse.Namespace, argv: list[str], net, x: np.ndarray, labels: np.ndarray, n_scripts: int,

@@ -30,8 +30,7 @@ from .. import writers
 from ..scriptlib import outputs, runtime
 from ..errors import FeatureRefused, SnnexportError, user_errors
 from .mpi import mpirun_command
-from .options import run_mode
-from .provenance import dist_version
+from .provenance import dist_version, run_mode
 
 TAIL_CHARS = 3000  # stderr kept from a failed script
 
