@@ -306,7 +306,7 @@ def test_early_decision_with_a_membrane_readout_is_one_line_error(lenet, tmp_pat
     assert main(["validate", str(model), "--calibration", str(data), "--data", str(data), "--readout", "membrane",
                  "--early-decision", "--report", str(tmp_path / "rep")]) == 1
     err = capsys.readouterr().err
-    assert "early-decision needs a readout that counts spikes" in err and "Traceback" not in err
+    assert "early decision needs a readout that counts spikes" in err and "Traceback" not in err
     assert not (tmp_path / "rep").exists()
 
 

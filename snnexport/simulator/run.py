@@ -75,7 +75,7 @@ def simulate(net: Network, x: np.ndarray, labels: np.ndarray | None = None, *, s
     if first < 0:
         raise SnnexportError(f"first must be at least 0, not {first}")
     ndev = chosen(devices)
-    decision = _decision(readout, early_decision, decision_margin)
+    decision = decision_rule(readout, early_decision, decision_margin)
     x = runtime.coerce_samples(x, net.input.shape, "samples")
     n = len(x)
     labels = np.full(n, -1, np.int64) if labels is None else np.asarray(labels, np.int64).reshape(-1)
@@ -104,7 +104,7 @@ def simulate(net: Network, x: np.ndarray, labels: np.ndarray | None = None, *, s
     return results.arrays(labels, seed, clamp, decision)
 
 
-def _decision(readout: str, early: bool, margin: int | None) -> dict | None:
+def decision_rule(readout: str, early: bool, margin: int | None) -> dict | None:
     """The early-decision rule asked for, as the results' meta records it (None: none), checked."""
     if not early and margin is None:
         return None

@@ -34,7 +34,7 @@ from ..errors import SnnexportError, user_errors
 from .measures import TARGETS_DEFINITION, RateStats, analyze, cumulative_predictions, error_curve
 from .mpi import check_mpi
 from .options import parse_script_n, parse_sims, parser
-from .provenance import REPORT_FORMAT, context, run_mode
+from .provenance import REPORT_FORMAT, context
 from .report import json_safe, render_html, report_json, summary_lines
 from .runner import Progress, SimRun, interrupted, missing_modules, run_all
 
@@ -58,8 +58,9 @@ def validate_main(argv: list[str]) -> int:
     from .. import data
     from ..loading import load_network
     net = load_network(args.model, args, quiet=args.quiet)
-    if run_mode(args)["early_decision"] is not None and net.settings.readout == "membrane":
-        raise SnnexportError("--early-decision needs a readout that counts spikes (count or softmax), not membrane")
+    from ..simulator.run import decision_rule
+    # the rule every simulator runs (run_mode), checked against the readout before any file is written
+    args.decision = decision_rule(net.settings.readout, args.early_decision, args.decision_margin)
     x, y = data.load_samples(args.data, net.input.shape, "data", False, args.input_scale, limit=args.n)
     n_scripts = min(len(x), default_script_n) if default_script_n is not None else len(x)
     labels = y if y is not None else np.full(len(x), -1, np.int64)

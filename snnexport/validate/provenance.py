@@ -42,10 +42,9 @@ def versions() -> dict[str, str | None]:
 
 def run_mode(args: argparse.Namespace) -> dict[str, Any]:
     """How every simulator runs beyond the network's own settings: the delay mode and the early-decision
-    rule (None, or {"margin": M or None}, as the results' meta records it)."""
-    decision = ({"margin": args.decision_margin}
-                if args.early_decision or args.decision_margin is not None else None)
-    return {"delay": args.delay, "early_decision": decision}
+    rule (None, or {"margin": M or None}, as the results' meta records it; set by validate_main from
+    :func:`snnexport.simulator.run.decision_rule`)."""
+    return {"delay": args.delay, "early_decision": args.decision}
 
 
 def context(args: argparse.Namespace, argv: list[str], net, x: np.ndarray, labels: np.ndarray, n_scripts: int,
